@@ -1,0 +1,77 @@
+"""The `nb2prod` command line: a thin layer over the library API.
+
+Subcommands live in `nb2prod.commands.*` and are imported only when invoked, so that
+`nb2prod --help` does not pay for papermill, black or docker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> (module, attribute, one-line help shown by `nb2prod --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "build": ("nb2prod.commands.convert", "build", "Build the package, tests, job and image spec."),
+    "check": ("nb2prod.commands.convert", "check", "Exit 1 if the build output is stale or the notebook has errors."),
+    "inspect": ("nb2prod.commands.convert", "inspect", "Show cells, roles, dependencies, parameters and requirements."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attr, _ = entry
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nb2prod")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Turn a tagged Jupyter notebook into deployable, versioned artifacts."""
+    ctx.obj = {"debug": debug}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and turn nb2prod errors into one line and an exit code."""
+    from nb2prod.errors import Nb2prodError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="nb2prod", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(2)
+    except Nb2prodError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.message}", err=True)
+        for finding in exc.findings[1:]:
+            click.echo(f"  {finding.severity}: {finding.render()}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # an nb2prod bug: still one line unless --debug
+        if debug:
+            raise
+        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback", err=True)
+        sys.exit(2)
