@@ -1,0 +1,82 @@
+"""Collects what a finished job left in its namespace: the model, `metrics` and the input contract.
+
+Both engines call `collect`: the python engine with the namespace `run(params)` returned, the
+papermill engine from a last cell it appends to the executed copy of the job, inside the kernel.
+Everything goes into a folder (the run's staging folder), described by `collected.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from nb2prod.runs.artifacts import save_model
+from nb2prod.runs.contract import describe_data, to_jsonable
+
+OUTPUT_ENV = "NB2PROD_RUN_DIR"
+REPORT = "collected.json"
+PROBE_ROWS = 200
+
+
+def _head(value: Any, n: int) -> Any:
+    if hasattr(value, "iloc"):
+        return value.iloc[:n]
+    try:
+        return value[:n]
+    except Exception:
+        return value
+
+
+def collect(
+    namespace: dict[str, Any],
+    out_dir: str | os.PathLike[str] | None = None,
+    model_variable: str = "model",
+    contract_expression: str | None = None,
+    model_format: str = "auto",
+) -> None:
+    """Save model, metrics and contract from `namespace` into `out_dir` (default: $NB2PROD_RUN_DIR)."""
+    out = Path(out_dir if out_dir is not None else os.environ[OUTPUT_ENV])
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"metrics": None, "model": None, "contract": None, "problems": []}
+    problems: list[str] = report["problems"]
+
+    metrics = namespace.get("metrics")
+    if metrics is None:
+        problems.append("the job bound no `metrics` dict")
+    elif not isinstance(metrics, dict):
+        problems.append(f"`metrics` is a {type(metrics).__name__}, not a dict")
+    else:
+        report["metrics"] = to_jsonable(metrics)
+
+    fitted = None
+    if contract_expression:
+        try:
+            fitted = eval(contract_expression, namespace)  # noqa: S307 - the job's own expression
+            report["contract"] = asdict(describe_data(fitted, contract_expression))
+        except Exception as exc:  # the contract is evidence, not a reason to lose the run
+            problems.append(f"input contract: evaluating {contract_expression!r} raised {type(exc).__name__}: {exc}")
+            fitted = None
+    else:
+        problems.append("input contract: no fit(...) call found in the job and no contract_variable configured")
+
+    if model_variable in namespace:
+        probe = _head(fitted, PROBE_ROWS) if fitted is not None else None
+        artifact = save_model(namespace[model_variable], out, model_variable, probe=probe, fmt=model_format)
+        report["model"] = asdict(artifact)
+    else:
+        problems.append(f"the job bound no model variable {model_variable!r}")
+
+    (out / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def collect_cell_source(model_variable: str, contract_expression: str | None, model_format: str = "auto") -> str:
+    """The last cell the papermill engine appends to the job it executes."""
+    return (
+        "# nb2prod: save the model, metrics and input contract of this run into the run folder\n"
+        "from nb2prod.runs.collect import collect as _nb2prod_collect\n\n"
+        f"_nb2prod_collect(globals(), model_variable={model_variable!r}, "
+        f"contract_expression={contract_expression!r}, model_format={model_format!r})\n"
+    )
