@@ -1,0 +1,363 @@
+"""Cluster manifests for a built image: Kubernetes Jobs and a Kubeflow Pipelines component.
+
+`render_manifest_files(ctx)` is pure and returns relative path -> YAML text:
+
+- `k8s/train-job.yaml`       a batch/v1 Job running the training job with its parameters
+- `k8s/retrain-cronjob.yaml` a batch/v1 CronJob retraining on a schedule
+- `k8s/sweep-job.yaml`       an Indexed Job, one pod per point of a parameter grid (when a grid is set)
+- `kubeflow/component.yaml`  a Kubeflow Pipelines component (the v1 component spec, which KFP v2 loads)
+
+Every document is a data structure dumped with `yaml.safe_dump`; no value is pasted into YAML
+text, so a notebook-derived name or value cannot add keys or documents.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nb2prod import __version__
+from nb2prod.errors import InputError
+from nb2prod.image import RUNTIME_UID, check_dist_name, check_image_ref, check_version
+
+ENTRYPOINT = ["/opt/venv/bin/python", "/opt/app/entrypoint.py"]
+RUNS_MOUNT = "/runs"
+MAX_SWEEP_POINTS = 10_000
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+\Z")
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_QUANTITY = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?\Z")
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
+_KFP_TYPES = {"int": "Integer", "float": "Float", "bool": "Boolean", "str": "String", "list": "JsonArray", "dict": "JsonObject"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of the training job: its name, type (`int`, `float`, `bool`, `str`, `list`,
+    `dict`), default and help text."""
+
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isascii() or not self.name.isidentifier():
+            raise InputError(f"the parameter name {self.name!r} is not a valid Python identifier.")
+        if self.type not in _TYPES:
+            raise InputError(f"parameter {self.name!r} has type {self.type!r}; expected one of {', '.join(_TYPES)}.")
+        if not isinstance(self.help, str):
+            raise InputError(f"the help text of parameter {self.name!r} must be a string.")
+
+    def check_value(self, value: Any, where: str) -> Any:
+        """`value` if it fits the parameter's type (an int is a float), else an InputError."""
+        expected = _TYPES[self.type]
+        fits = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        if self.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            fits = True
+        if self.type == "float" and fits and not math.isfinite(float(value)):
+            fits = False
+        if not fits:
+            raise InputError(f"{where}: {value!r} is not a valid {self.type} for parameter {self.name!r}.")
+        return value
+
+
+def cli_value(value: Any) -> str:
+    """How a parameter value is spelled on the training job's command line."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def k8s_name(dist_name: str, limit: int = 40) -> str:
+    """A DNS-1123 label made from a distribution name (lower case, `-` for `.`/`_`), `limit` long at most."""
+    name = re.sub(r"[^a-z0-9-]+", "-", dist_name.lower()).strip("-")[:limit].strip("-")
+    if not name or not _DNS_LABEL.match(name):
+        raise InputError(f"cannot make a Kubernetes name from {dist_name!r}.")
+    return name
+
+
+def check_schedule(value: object) -> str:
+    """A cron schedule as CronJob takes it: five fields, or a macro such as `@daily`."""
+    if not isinstance(value, str):
+        raise InputError(f"the retraining schedule {value!r} is not a cron expression.")
+    fields = value.split(" ")
+    if value in _CRON_MACROS or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)):
+        return value
+    raise InputError(f"the retraining schedule {value!r} is not a cron expression (five fields, e.g. '0 3 * * 1').")
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in a stable order (names sorted, values as given)."""
+    names = sorted(grid)
+    points = [dict(zip(names, combo)) for combo in itertools.product(*(grid[name] for name in names))]
+    return points
+
+
+@dataclass(frozen=True)
+class ManifestContext:
+    """What the cluster manifests of one build need; validated on creation.
+
+    `grid` maps parameter names to the values a sweep tries (the Indexed Job runs every
+    combination); `train_args` are extra arguments for every training run, e.g. an output option.
+    """
+
+    dist_name: str
+    version: str
+    image: str
+    parameters: tuple[Parameter, ...] = ()
+    schedule: str = "0 3 * * 1"
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    parallelism: int = 2
+    runs_claim: str | None = None
+    output_args: tuple[str, ...] = ("--output", RUNS_MOUNT)
+    cpu: str = "1"
+    memory: str = "2Gi"
+    source_sha256: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_dist_name(self.dist_name)
+        check_version(self.version)
+        check_image_ref(self.image, "the image")
+        check_schedule(self.schedule)
+        seen: set[str] = set()
+        for parameter in self.parameters:
+            if not isinstance(parameter, Parameter):
+                raise InputError(f"parameters must be Parameter values, not {type(parameter).__name__}.")
+            if parameter.name in seen:
+                raise InputError(f"the parameter {parameter.name!r} is given twice.")
+            seen.add(parameter.name)
+            parameter.check_value(parameter.default, "the default")
+        by_name = {p.name: p for p in self.parameters}
+        size = 1
+        for name, values in self.grid.items():
+            if name not in by_name:
+                known = ", ".join(sorted(by_name)) or "none"
+                raise InputError(f"the sweep grid names {name!r}, which is not a parameter (known: {known}).")
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+                raise InputError(f"the sweep grid for {name!r} must be a non-empty list of values.")
+            for value in values:
+                by_name[name].check_value(value, f"the sweep grid for {name!r}")
+            size *= len(values)
+        if size > MAX_SWEEP_POINTS:
+            raise InputError(f"the sweep grid has {size} points; at most {MAX_SWEEP_POINTS} are allowed.")
+        if isinstance(self.parallelism, bool) or not isinstance(self.parallelism, int) or self.parallelism < 1:
+            raise InputError(f"the sweep parallelism {self.parallelism!r} must be a positive integer.")
+        if self.runs_claim is not None and not _DNS_LABEL.match(self.runs_claim):
+            raise InputError(f"the volume claim name {self.runs_claim!r} is not a DNS-1123 label.")
+        for what, quantity in (("cpu", self.cpu), ("memory", self.memory)):
+            if not isinstance(quantity, str) or not _QUANTITY.match(quantity):
+                raise InputError(f"the {what} request {quantity!r} is not a Kubernetes quantity (e.g. '500m', '2Gi').")
+        if self.source_sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.source_sha256):
+            raise InputError(f"the source hash {self.source_sha256!r} is not a sha256 hex digest.")
+        if not all(isinstance(arg, str) for arg in self.output_args):
+            raise InputError("the output arguments must be strings.")
+
+    @property
+    def name(self) -> str:
+        return k8s_name(self.dist_name)
+
+    @property
+    def claim(self) -> str:
+        return self.runs_claim or f"{self.name}-runs"
+
+    def sweep_points(self) -> list[dict[str, Any]]:
+        return expand_grid(self.grid) if self.grid else []
+
+
+def _metadata(ctx: ManifestContext, name: str, component: str) -> dict[str, Any]:
+    annotations = {"nb2prod.io/version": ctx.version, "nb2prod.io/generator": f"nb2prod {__version__}"}
+    if ctx.source_sha256:
+        annotations["nb2prod.io/source-sha256"] = ctx.source_sha256
+    return {"name": name, "labels": _labels(ctx, component), "annotations": annotations}
+
+
+def _labels(ctx: ManifestContext, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": ctx.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "nb2prod",
+    }
+
+
+def _pod_spec(ctx: ManifestContext, args: list[str], env: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "train",
+        "image": ctx.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "resources": {"requests": {"cpu": ctx.cpu, "memory": ctx.memory}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "runs", "mountPath": RUNS_MOUNT}],
+    }
+    if env:
+        container["env"] = env
+    return {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+        },
+        "containers": [container],
+        "volumes": [{"name": "runs", "persistentVolumeClaim": {"claimName": ctx.claim}}],
+    }
+
+
+def _train_args(ctx: ManifestContext) -> list[str]:
+    args = ["train"]
+    for parameter in ctx.parameters:
+        args += [f"--{parameter.name}", cli_value(parameter.default)]
+    return args + list(ctx.output_args)
+
+
+def _job(ctx: ManifestContext, component: str, pod: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "backoffLimit": 0,  # a failed quality gate is an answer, not a flake: never retry
+        "ttlSecondsAfterFinished": 7 * 24 * 3600,
+        "template": {"metadata": {"labels": _labels(ctx, component)}, "spec": pod},
+    }
+
+
+def train_job(ctx: ManifestContext) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(ctx, f"{ctx.name}-train", "train"),
+        "spec": _job(ctx, "train", _pod_spec(ctx, _train_args(ctx))),
+    }
+
+
+def retrain_cronjob(ctx: ManifestContext) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata(ctx, f"{ctx.name}-retrain", "retrain"),
+        "spec": {
+            "schedule": ctx.schedule,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": _labels(ctx, "retrain")},
+                "spec": _job(ctx, "retrain", _pod_spec(ctx, _train_args(ctx))),
+            },
+        },
+    }
+
+
+def sweep_job(ctx: ManifestContext) -> dict[str, Any]:
+    points = ctx.sweep_points()
+    grid_json = json.dumps(points, sort_keys=True, separators=(",", ":"))
+    pod = _pod_spec(ctx, ["sweep", *ctx.output_args], env=[{"name": "NB2PROD_SWEEP_GRID", "value": grid_json}])
+    spec = {
+        "completionMode": "Indexed",
+        "completions": len(points),
+        "parallelism": min(ctx.parallelism, len(points)),
+        # A point that fails (an error or a failed quality gate) must not stop the other points.
+        "backoffLimitPerIndex": 0,
+        "maxFailedIndexes": len(points),
+        **_job(ctx, "sweep", pod),
+    }
+    del spec["backoffLimit"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(ctx, f"{ctx.name}-sweep", "sweep"),
+        "spec": spec,
+    }
+
+
+def kubeflow_component(ctx: ManifestContext) -> dict[str, Any]:
+    inputs = []
+    args: list[Any] = []
+    for parameter in ctx.parameters:
+        entry: dict[str, Any] = {
+            "name": parameter.name,
+            "type": _KFP_TYPES[parameter.type],
+            "default": cli_value(parameter.default),
+        }
+        if parameter.help:
+            entry["description"] = parameter.help
+        inputs.append(entry)
+        args += [f"--{parameter.name}", {"inputValue": parameter.name}]
+    output_flag = ctx.output_args[0] if ctx.output_args else "--output"
+    args += [output_flag, {"outputPath": "run"}]
+    description = ctx.description or f"Train {ctx.dist_name} {ctx.version} (generated by nb2prod {__version__})."
+    return {
+        "name": f"{ctx.dist_name} train",
+        "description": description,
+        "metadata": {"annotations": {"nb2prod.io/version": ctx.version, "nb2prod.io/image": ctx.image}},
+        "inputs": inputs,
+        "outputs": [{"name": "run", "type": "Directory", "description": "The run folder of this training run."}],
+        "implementation": {"container": {"image": ctx.image, "command": [*ENTRYPOINT, "train"], "args": args}},
+    }
+
+
+def _dump(document: Mapping[str, Any], header: str) -> str:
+    import yaml
+
+    body = yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False, allow_unicode=False, width=100)
+    return f"# {header}\n{body}"
+
+
+def render_manifest_files(ctx: ManifestContext) -> dict[str, str]:
+    """The cluster manifests of one build: relative path -> YAML text (deterministic)."""
+    generated = f"Generated by nb2prod {__version__} for {ctx.name}; do not edit, rebuild instead."
+    files = {
+        "k8s/train-job.yaml": _dump(train_job(ctx), generated),
+        "k8s/retrain-cronjob.yaml": _dump(retrain_cronjob(ctx), generated),
+        "kubeflow/component.yaml": _dump(kubeflow_component(ctx), generated),
+    }
+    if ctx.grid:
+        files["k8s/sweep-job.yaml"] = _dump(sweep_job(ctx), generated)
+    return dict(sorted(files.items()))
+
+
+def parse_grid(specs: Sequence[str], parameters: Sequence[Parameter]) -> dict[str, list[Any]]:
+    """`NAME=V1,V2,...` command-line grid entries -> {name: [values]}, typed by the parameters.
+
+    A value is read as JSON when it parses (so `0.1`, `true`, `"a,b"` work) and converted to the
+    parameter's type; a string parameter takes the text as it is.
+    """
+    by_name = {p.name: p for p in parameters}
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not raw:
+            raise InputError(f"the grid entry {spec!r} must look like NAME=VALUE1,VALUE2.")
+        if name not in by_name:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise InputError(f"the grid entry {spec!r} names {name!r}, which is not a parameter (known: {known}).")
+        parameter = by_name[name]
+        grid[name] = [parameter.check_value(value, f"the grid entry {spec!r}") for value in _values(raw, parameter)]
+    return grid
+
+
+def _values(raw: str, parameter: Parameter) -> list[Any]:
+    raw = raw.strip()
+    if raw.startswith("["):
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise InputError(f"the grid values {raw!r} are not a JSON list ({exc}).") from None
+        return [float(v) if parameter.type == "float" and type(v) is int else v for v in parsed]
+    return [_convert(part.strip(), parameter) for part in raw.split(",")]
+
+
+def _convert(text: str, parameter: Parameter) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    if parameter.type == "str":
+        return value if isinstance(value, str) else text
+    if parameter.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
