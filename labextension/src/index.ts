@@ -1,0 +1,243 @@
+/**
+ * nb2prod in JupyterLab: an "Export to production" toolbar button on notebooks, commands to
+ * give cells a role, role badges on tagged cells and findings shown on their cells.
+ */
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, Notification, ToolbarButton } from '@jupyterlab/apputils';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import {
+  INotebookModel,
+  INotebookTracker,
+  NotebookPanel
+} from '@jupyterlab/notebook';
+import { DisposableDelegate, IDisposable } from '@lumino/disposable';
+import { Menu } from '@lumino/widgets';
+
+import { IFinding, RequestError, requestBuild, requestInspect } from './api';
+import { CellDecorator } from './decorations';
+import { showBuildDialog, showFailure } from './dialog';
+import { ROLES, Role, addRole, hasRole, removeRoles } from './roles';
+
+const PLUGIN_ID = 'nb2prod:plugin';
+
+namespace CommandIDs {
+  export const exportNotebook = 'nb2prod:export';
+  export const inspect = 'nb2prod:inspect';
+  export const removeRoles = 'nb2prod:remove-roles';
+  export const setRole = (role: Role) => `nb2prod:set-role-${role}`;
+}
+
+/** The decorator of each open notebook. */
+const decorators = new WeakMap<NotebookPanel, CellDecorator>();
+
+function decoratorOf(panel: NotebookPanel): CellDecorator {
+  let decorator = decorators.get(panel);
+  if (!decorator || decorator.isDisposed) {
+    decorator = new CellDecorator(panel);
+    decorators.set(panel, decorator);
+    panel.disposed.connect(() => decorator!.dispose());
+  }
+  return decorator;
+}
+
+/** The notebook's path as the server sees it (without a drive prefix). */
+function serverPath(app: JupyterFrontEnd, panel: NotebookPanel): string {
+  return app.serviceManager.contents.localPath(panel.context.path);
+}
+
+/** Panels with a build running, so one click cannot start a second build of the same notebook. */
+const building = new WeakSet<NotebookPanel>();
+
+async function exportNotebook(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
+  if (building.has(panel)) {
+    return;
+  }
+  building.add(panel);
+  panel.node.classList.add('jp-nb2prod-building');
+  try {
+    await panel.context.ready;
+    if (panel.context.model.dirty && !panel.context.model.readOnly) {
+      await panel.context.save();
+    }
+    const reply = await requestBuild(serverPath(app, panel));
+    const findings: IFinding[] = reply.ok
+      ? (reply.result?.notes ?? [])
+      : reply.findings;
+    decoratorOf(panel).setFindings(findings);
+    await showBuildDialog(reply, panel);
+  } catch (error) {
+    const message =
+      error instanceof RequestError ? error.message : `Export to production failed: ${error}`;
+    console.error('nb2prod:', error);
+    await showFailure(message);
+  } finally {
+    building.delete(panel);
+    panel.node.classList.remove('jp-nb2prod-building');
+  }
+}
+
+async function inspectNotebook(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
+  await panel.context.ready;
+  if (panel.context.model.dirty && !panel.context.model.readOnly) {
+    await panel.context.save();
+  }
+  try {
+    const reply = await requestInspect(serverPath(app, panel));
+    decoratorOf(panel).setFindings(reply.findings);
+    const errors = reply.findings.filter(f => f.severity === 'error').length;
+    const notes = reply.findings.length - errors;
+    if (!reply.ok && reply.error) {
+      Notification.error(`nb2prod: ${reply.error.message}`, { autoClose: 8000 });
+    } else if (errors > 0) {
+      Notification.warning(
+        `nb2prod: ${errors} error${errors === 1 ? '' : 's'} and ${notes} note${notes === 1 ? '' : 's'}, shown on their cells.`,
+        { autoClose: 5000 }
+      );
+    } else {
+      Notification.success(
+        `nb2prod: no errors${notes ? `, ${notes} note${notes === 1 ? '' : 's'} shown on their cells` : ''}.`,
+        { autoClose: 5000 }
+      );
+    }
+  } catch (error) {
+    Notification.error(error instanceof Error ? error.message : String(error), { autoClose: 8000 });
+  }
+}
+
+/** Adds the "Export to production" button to every notebook's toolbar. */
+class ExportButtonExtension
+  implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel>
+{
+  constructor(app: JupyterFrontEnd) {
+    this._app = app;
+  }
+
+  createNew(panel: NotebookPanel): IDisposable {
+    decoratorOf(panel);
+    const button = new ToolbarButton({
+      className: 'jp-nb2prod-export-button',
+      label: 'Export to production',
+      tooltip: 'Build the package, tests, training job and image spec from the tagged cells (nb2prod)',
+      onClick: () => void exportNotebook(this._app, panel)
+    });
+    panel.toolbar.insertItem(10, 'nb2prodExport', button);
+    return new DisposableDelegate(() => button.dispose());
+  }
+
+  private _app: JupyterFrontEnd;
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'Export a tagged notebook to production with nb2prod.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    palette: ICommandPalette | null
+  ) => {
+    const { commands } = app;
+    const current = (): NotebookPanel | null => tracker.currentWidget;
+    const hasNotebook = () => current() !== null;
+    const selectedModels = () => {
+      const panel = current();
+      if (!panel) {
+        return [];
+      }
+      const notebook = panel.content;
+      return notebook.widgets
+        .filter(cell => notebook.isSelectedOrActive(cell))
+        .map(cell => cell.model);
+    };
+
+    commands.addCommand(CommandIDs.exportNotebook, {
+      label: 'nb2prod: Export to production',
+      caption: 'Build the package, tests, training job and image spec from the tagged cells',
+      isEnabled: hasNotebook,
+      execute: () => {
+        const panel = current();
+        return panel ? exportNotebook(app, panel) : undefined;
+      }
+    });
+
+    commands.addCommand(CommandIDs.inspect, {
+      label: 'nb2prod: inspect',
+      caption: 'Show nb2prod findings (missing tags, notes) on the cells they are about',
+      isEnabled: hasNotebook,
+      execute: () => {
+        const panel = current();
+        return panel ? inspectNotebook(app, panel) : undefined;
+      }
+    });
+
+    for (const role of ROLES) {
+      commands.addCommand(CommandIDs.setRole(role), {
+        label: args => (args.short ? role : `nb2prod: set role → ${role}`),
+        caption: `Give the selected cells the nb2prod role "${role}" (metadata tag "${role}")`,
+        isEnabled: hasNotebook,
+        isToggled: () => {
+          const models = selectedModels();
+          return models.length > 0 && models.every(model => hasRole(model, role));
+        },
+        execute: () => {
+          for (const model of selectedModels()) {
+            addRole(model, role);
+          }
+        }
+      });
+    }
+
+    commands.addCommand(CommandIDs.removeRoles, {
+      label: 'nb2prod: remove nb2prod roles',
+      caption: 'Remove every nb2prod role tag from the selected cells',
+      isEnabled: hasNotebook,
+      execute: () => {
+        for (const model of selectedModels()) {
+          removeRoles(model);
+        }
+      }
+    });
+
+    if (palette) {
+      const category = 'nb2prod';
+      palette.addItem({ command: CommandIDs.exportNotebook, category });
+      palette.addItem({ command: CommandIDs.inspect, category });
+      for (const role of ROLES) {
+        palette.addItem({ command: CommandIDs.setRole(role), category });
+      }
+      palette.addItem({ command: CommandIDs.removeRoles, category });
+    }
+
+    const roleMenu = new Menu({ commands });
+    roleMenu.title.label = 'nb2prod role';
+    roleMenu.addClass('jp-nb2prod-role-menu');
+    for (const role of ROLES) {
+      roleMenu.addItem({ command: CommandIDs.setRole(role), args: { short: true } });
+    }
+    roleMenu.addItem({ type: 'separator' });
+    roleMenu.addItem({ command: CommandIDs.removeRoles });
+    app.contextMenu.addItem({
+      type: 'submenu',
+      submenu: roleMenu,
+      selector: '.jp-Notebook .jp-Cell',
+      rank: 20
+    });
+    app.contextMenu.addItem({
+      command: CommandIDs.inspect,
+      selector: '.jp-Notebook .jp-Cell',
+      rank: 21
+    });
+
+    app.docRegistry.addWidgetExtension('Notebook', new ExportButtonExtension(app));
+    tracker.widgetAdded.connect((_, panel) => {
+      decoratorOf(panel);
+    });
+  }
+};
+
+export default plugin;

@@ -1,0 +1,98 @@
+/**
+ * Cell roles as nb2prod reads them: plain strings in `cell.metadata.tags`.
+ *
+ * `export: MODULE` is written as the tag `export:MODULE` (tags cannot hold spaces in
+ * JupyterLab's tag editor); the command line reads both spellings. The commands write the
+ * plain role names, exactly the tags `nb2prod build` reads.
+ */
+import { ICellModel } from '@jupyterlab/cells';
+
+/** The roles a user can set from the commands, in the order they are listed. */
+export const ROLES = [
+  'parameters',
+  'export',
+  'train',
+  'metrics',
+  'predict',
+  'test',
+  'skip'
+] as const;
+
+export type Role = (typeof ROLES)[number];
+
+/** Markers of nbdev and Kubeflow Kale that nb2prod reads as one of its roles. */
+const ALIASES: { [marker: string]: Role } = {
+  exports: 'export',
+  exporti: 'export',
+  imports: 'export',
+  functions: 'export',
+  'pipeline-parameters': 'parameters',
+  'pipeline-metrics': 'metrics'
+};
+
+/**
+ * The role a tag gives its cell, read as the command line reads it: case-insensitive,
+ * `export:features` / `export: features` / `export features` name an export module, nbdev and
+ * Kale markers map onto roles (`block:NAME` is a training step). Null for other tags.
+ */
+export function roleOfTag(tag: string): Role | null {
+  const text = tag.trim();
+  const lowered = text.toLowerCase();
+  if (lowered.startsWith('block:') || lowered === 'block') {
+    return 'train';
+  }
+  const word = lowered.split(/[:\s]/, 1)[0].trim();
+  const role = ALIASES[word] ?? word;
+  return (ROLES as readonly string[]).includes(role) ? (role as Role) : null;
+}
+
+/** The cell's tags, whatever shape the metadata has (a missing or malformed list gives []). */
+export function getTags(model: ICellModel): string[] {
+  const tags = model.getMetadata('tags');
+  if (!Array.isArray(tags)) {
+    return [];
+  }
+  return tags.filter((tag): tag is string => typeof tag === 'string');
+}
+
+/** The tags of the cell that give it an nb2prod role, in the cell's own order. */
+export function roleTags(model: ICellModel): string[] {
+  return getTags(model).filter(tag => roleOfTag(tag) !== null);
+}
+
+function writeTags(model: ICellModel, tags: string[]): void {
+  if (tags.length === 0) {
+    model.deleteMetadata('tags');
+  } else {
+    model.setMetadata('tags', tags);
+  }
+}
+
+/**
+ * Give the cell a role by adding its tag; other tags stay as they are.
+ * A cell may carry several roles; adding one it already has changes nothing.
+ */
+export function addRole(model: ICellModel, role: Role): boolean {
+  const tags = getTags(model);
+  if (tags.some(tag => tag.trim().toLowerCase() === role)) {
+    return false;
+  }
+  writeTags(model, [...tags, role]);
+  return true;
+}
+
+/** Remove every nb2prod role tag from the cell; tags nb2prod does not read are kept. */
+export function removeRoles(model: ICellModel): boolean {
+  const tags = getTags(model);
+  const kept = tags.filter(tag => roleOfTag(tag) === null);
+  if (kept.length === tags.length) {
+    return false;
+  }
+  writeTags(model, kept);
+  return true;
+}
+
+/** Whether the cell already carries this role. */
+export function hasRole(model: ICellModel, role: Role): boolean {
+  return getTags(model).some(tag => roleOfTag(tag) === role);
+}

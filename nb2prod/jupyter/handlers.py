@@ -1,0 +1,250 @@
+"""HTTP endpoints of the nb2prod server extension.
+
+`POST /nb2prod/build`, `/nb2prod/check` and `/nb2prod/inspect`, each with the JSON body
+`{"path": "<notebook path relative to the server root>"}`. They call the same library API as the
+command line (`nb2prod.api`). Problems in the notebook are an answer, not an HTTP error: the reply
+is 200 with `ok: false` and the findings, each naming its cell. HTTP errors are kept for requests
+that cannot be served: 400 malformed body, 403 a path outside the server root, 404 no such notebook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import ensure_async, url_path_join
+
+EXECUTOR_WORKERS = 2
+
+
+@dataclass
+class ExtensionState:
+    """What the handlers share within one server: the worker threads and a lock per notebook."""
+
+    executor: ThreadPoolExecutor
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock_for(self, notebook: str) -> asyncio.Lock:
+        """The lock of one notebook (by its real path): builds of it run one at a time."""
+        lock = self.locks.get(notebook)
+        if lock is None:
+            lock = self.locks[notebook] = asyncio.Lock()
+        return lock
+
+
+@dataclass(frozen=True)
+class ResolvedNotebook:
+    api_path: str  # relative to the server root, '/'-separated, symlinks resolved
+    os_path: str  # absolute real path on disk
+    root: str  # the server root's real path
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON so that Paths and tuples in `to_dict()` output become JSON types."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _finding_dicts(findings: Any) -> list[dict[str, Any]]:
+    return [_jsonable(f.to_dict() if hasattr(f, "to_dict") else f) for f in findings or ()]
+
+
+def _error_kind(exc: Exception) -> str:
+    from nb2prod.errors import InputError, NotebookErrors, OutputConflict
+
+    if isinstance(exc, NotebookErrors):
+        return "notebook"
+    if isinstance(exc, InputError):
+        return "input"
+    if isinstance(exc, OutputConflict):
+        return "output-conflict"
+    return "error"
+
+
+class Refused(tornado.web.HTTPError):
+    """A request this extension will not serve, with one sentence saying why."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(status_code)
+        self.message = message
+
+
+class Nb2prodHandler(APIHandler):
+    """Common parts: body parsing, path confinement, reading through the contents manager."""
+
+    auth_resource = "contents"
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, Refused):
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"message": error.message, "reason": None}))
+            return
+        super().write_error(status_code, **kwargs)
+
+    @property
+    def state(self) -> ExtensionState:
+        return self.settings["nb2prod"]
+
+    def request_path(self) -> str:
+        try:
+            body = json.loads(self.request.body or b"")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Refused(400, "The request body is not JSON; send {\"path\": \"NOTEBOOK.ipynb\"}.") from exc
+        if not isinstance(body, dict):
+            raise Refused(400, "The request body must be a JSON object such as {\"path\": \"NOTEBOOK.ipynb\"}.")
+        path = body.get("path")
+        if not isinstance(path, str) or not path.strip():
+            raise Refused(400, "The request body needs \"path\": the notebook's path relative to the server root.")
+        if "\x00" in path:
+            raise Refused(400, "The notebook path contains a NUL character.")
+        return path
+
+    def resolve(self, path: str) -> ResolvedNotebook:
+        """The notebook's real path, refused (403) when it lies outside the server root."""
+        root = os.path.realpath(self.contents_manager.root_dir)
+        relative = path.replace("\\", "/").lstrip("/")
+        full = os.path.realpath(os.path.join(root, *relative.split("/")))
+        if os.path.commonpath([root, full]) != root:
+            raise Refused(403, f"{path!r} is outside the server root.")
+        if not os.path.isfile(full):
+            raise Refused(404, f"No notebook at {path!r}.")
+        api_path = os.path.relpath(full, root).replace(os.sep, "/")
+        return ResolvedNotebook(api_path=api_path, os_path=full, root=root)
+
+    async def read_notebook(self, notebook: ResolvedNotebook) -> str | None:
+        """Read the notebook through the contents manager (its hidden-file and permission rules
+        apply). Returns a message when the contents manager cannot read it as a notebook."""
+        try:
+            await ensure_async(self.contents_manager.get(notebook.api_path, content=True, type="notebook"))
+        except tornado.web.HTTPError as exc:
+            if exc.status_code == 404:
+                raise Refused(404, f"No notebook at {notebook.api_path!r}.") from exc
+            if exc.status_code == 400:
+                return None  # unreadable as a notebook: nb2prod says why, naming the place
+            raise
+        return None
+
+    async def run(self, function: Callable[[], Any]) -> Any:
+        """Run blocking work in the extension's threads, keeping the event loop free."""
+        return await asyncio.get_running_loop().run_in_executor(self.state.executor, function)
+
+    def reply(self, data: dict[str, Any]) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(_jsonable(data)))
+
+    def failure(self, notebook: ResolvedNotebook, exc: Exception) -> dict[str, Any]:
+        return {
+            "ok": False,
+            "path": notebook.api_path,
+            "error": {"kind": _error_kind(exc), "message": getattr(exc, "message", str(exc))},
+            "findings": _finding_dicts(getattr(exc, "findings", ())),
+        }
+
+    def relative_to_root(self, notebook: ResolvedNotebook, target: str) -> str | None:
+        full = os.path.realpath(target)
+        if os.path.commonpath([notebook.root, full]) != notebook.root:
+            return None
+        return os.path.relpath(full, notebook.root).replace(os.sep, "/")
+
+
+class BuildHandler(Nb2prodHandler):
+    @tornado.web.authenticated
+    @authorized("write")
+    async def post(self) -> None:
+        notebook = self.resolve(self.request_path())
+        await self.read_notebook(notebook)
+        from nb2prod import api
+        from nb2prod.errors import Nb2prodError
+
+        async with self.state.lock_for(notebook.os_path):
+            try:
+                result = await self.run(lambda: api.build(notebook.os_path))
+            except Nb2prodError as exc:
+                self.log.info("nb2prod: build of %s: %s", notebook.api_path, exc.message)
+                self.reply(self.failure(notebook, exc))
+                return
+        data = result.to_dict()
+        self.reply(
+            {
+                "ok": True,
+                "path": notebook.api_path,
+                "result": data,
+                "output_path": self.relative_to_root(notebook, str(result.output_dir)),
+                "findings": _finding_dicts(result.notes),
+            }
+        )
+
+
+class CheckHandler(Nb2prodHandler):
+    @tornado.web.authenticated
+    @authorized("read")
+    async def post(self) -> None:
+        notebook = self.resolve(self.request_path())
+        await self.read_notebook(notebook)
+        from nb2prod import api
+        from nb2prod.errors import Nb2prodError
+
+        async with self.state.lock_for(notebook.os_path):
+            try:
+                result = await self.run(lambda: api.check(notebook.os_path))
+            except Nb2prodError as exc:
+                self.reply(self.failure(notebook, exc))
+                return
+        self.reply(
+            {
+                "ok": bool(result.ok),
+                "path": notebook.api_path,
+                "result": result.to_dict(),
+                "findings": _finding_dicts(result.findings),
+            }
+        )
+
+
+class InspectHandler(Nb2prodHandler):
+    @tornado.web.authenticated
+    @authorized("read")
+    async def post(self) -> None:
+        notebook = self.resolve(self.request_path())
+        await self.read_notebook(notebook)
+        from nb2prod import api
+        from nb2prod.errors import Nb2prodError
+
+        try:
+            inspection = await self.run(lambda: api.inspect(notebook.os_path))
+        except Nb2prodError as exc:
+            self.reply(self.failure(notebook, exc))
+            return
+        data = inspection.to_dict()
+        self.reply(
+            {
+                "ok": True,
+                "path": notebook.api_path,
+                "result": data,
+                "findings": _finding_dicts(getattr(inspection, "findings", ())),
+            }
+        )
+
+
+def setup_handlers(serverapp: Any) -> None:
+    """Register the endpoints under the server's base URL."""
+    web_app = serverapp.web_app
+    web_app.settings["nb2prod"] = ExtensionState(
+        executor=ThreadPoolExecutor(max_workers=EXECUTOR_WORKERS, thread_name_prefix="nb2prod")
+    )
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "nb2prod", "build"), BuildHandler),
+            (url_path_join(base, "nb2prod", "check"), CheckHandler),
+            (url_path_join(base, "nb2prod", "inspect"), InspectHandler),
+        ],
+    )
