@@ -495,6 +495,7 @@ def predict(model, inputs):
     return [float(p) for p in model.predict_proba(features)[:, 1]]
 """,
     ),
+    code("try-predict", "predict(model, test_df.head())"),
     code(
         "test",
         """

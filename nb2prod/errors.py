@@ -48,7 +48,7 @@ class Finding:
         if self.location is not None:
             text = f"{self.location.describe()}: {text}"
         if self.fix:
-            text = f"{text} {self.fix}"
+            text = f"{text}; {self.fix[:1].lower()}{self.fix[1:]}"
         return text
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Step 3: static analysis of the cells on the Python AST (the notebook is never executed)."""

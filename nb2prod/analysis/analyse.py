@@ -1,0 +1,537 @@
+"""Step 3 of the pipeline: resolve every name tagged code uses, collect parameters and
+requirements, and report findings that name their cell, line and fix."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nb2prod.analysis.identifiers import distribution_name, module_name, package_name
+from nb2prod.analysis.magics import clean_cell
+from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names, blank_lines
+from nb2prod.analysis.parameters import Parameter, ParameterError, parse_parameters
+from nb2prod.analysis.requirements import Requirement, infer_requirements
+from nb2prod.config import Config
+from nb2prod.errors import Finding
+from nb2prod.notebook import Notebook
+from nb2prod.roles import RoledCell
+
+# Which roles' cells may bind the names that a cell of a given role uses.
+ACCEPTS: dict[str, frozenset[str]] = {
+    "export": frozenset({"export"}),
+    "train": frozenset({"export", "parameters", "train"}),
+    "metrics": frozenset({"export", "parameters", "train", "metrics"}),
+    "predict": frozenset({"export", "predict"}),
+    "test": frozenset({"export", "parameters", "train", "metrics", "predict", "test"}),
+}
+ORDERED_ROLES = frozenset({"parameters", "train", "metrics", "test"})  # must come before their use
+JOB_ROLES = frozenset({"parameters", "train", "metrics"})
+
+
+@dataclass(frozen=True)
+class CodeCell:
+    roled: RoledCell
+    code: str  # cleaned Python, line numbers as in the cell; hoisted imports blanked
+    names: CellNames
+    has_test_functions: bool = False
+
+    @property
+    def index(self) -> int:
+        return self.roled.cell.index
+
+    @property
+    def id(self) -> str:
+        return self.roled.cell.id
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.roled.roles
+
+
+@dataclass
+class Needs:
+    """What one generated module must import to run its cells."""
+
+    imports: set[str] = field(default_factory=set)  # import statements
+    package: set[tuple[str, str]] = field(default_factory=set)  # (export module, name)
+
+    def sorted_imports(self) -> tuple[str, ...]:
+        return tuple(sorted(self.imports, key=_import_sort_key))
+
+    def sorted_package(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        by_module: dict[str, set[str]] = {}
+        for module, name in self.package:
+            by_module.setdefault(module, set()).add(name)
+        return tuple((m, tuple(sorted(names))) for m, names in sorted(by_module.items()))
+
+
+@dataclass(frozen=True)
+class ExportModule:
+    name: str
+    cells: tuple[CodeCell, ...]
+    public: tuple[str, ...]  # goes into __all__
+    needs: Needs
+
+
+@dataclass(frozen=True)
+class Analysis:
+    notebook: Notebook
+    config: Config
+    dist: str
+    package: str
+    modules: tuple[ExportModule, ...]
+    parameters: tuple[Parameter, ...]
+    job_cells: tuple[CodeCell, ...]  # train and metrics cells, in notebook order
+    job_needs: Needs
+    predict_cells: tuple[CodeCell, ...]
+    predict_needs: Needs
+    test_cells: tuple[CodeCell, ...]
+    test_needs: Needs
+    test_uses_job: dict[int, tuple[str, ...]]  # test cell index -> names taken from the job's namespace
+    example_inputs: str | None  # expression over the job namespace whose rows feed predict
+    example_names: tuple[str, ...]  # names the expression takes from the job namespace
+    fit_inputs: str | None  # first argument of the model's fit(...) call
+    requirements: tuple[Requirement, ...]
+    findings: tuple[Finding, ...]
+    all_cells: tuple[RoledCell, ...]
+    uses: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def has_job(self) -> bool:
+        return bool(self.job_cells)
+
+    @property
+    def metrics_bound(self) -> bool:
+        return any("metrics" in c.names.binds for c in self.job_cells)
+
+
+def analyse(notebook: Notebook, cells: tuple[RoledCell, ...], config: Config, role_notes: tuple[Finding, ...] = ()) -> Analysis:
+    return _Analyser(notebook, cells, config).run(role_notes)
+
+
+def _import_sort_key(statement: str) -> tuple[int, str]:
+    if statement.startswith("from __future__"):
+        return (0, statement)
+    return (1 if statement.startswith("import ") else 2, statement.lower())
+
+
+class _Analyser:
+    def __init__(self, notebook: Notebook, cells: tuple[RoledCell, ...], config: Config):
+        self.notebook = notebook
+        self.cells = cells
+        self.config = config
+        self.findings: list[Finding] = list(notebook.notes)
+        self.code_cells: dict[int, CodeCell] = {}
+        self.untagged: dict[int, CodeCell] | None = None
+        self.installs: list[tuple[str, int, int]] = []
+        self.carried: set[tuple[int, str]] = set()
+
+    # -- findings --------------------------------------------------------------------------
+    def error(self, code: str, message: str, cell: RoledCell | None = None, line: int | None = None, fix: str | None = None, related: RoledCell | None = None, role: str | None = None) -> None:
+        location = self.notebook.location(cell.cell, role or cell.primary_role, line) if cell else self.notebook.location()
+        related_location = self.notebook.location(related.cell, related.primary_role) if related else None
+        self.findings.append(Finding("error", code, message, location, fix, related_location))
+
+    def note(self, code: str, message: str, cell: RoledCell | None = None, line: int | None = None) -> None:
+        location = self.notebook.location(cell.cell, cell.primary_role, line) if cell else self.notebook.location()
+        self.findings.append(Finding("note", code, message, location))
+
+    # -- steps -----------------------------------------------------------------------------
+    def run(self, role_notes: tuple[Finding, ...]) -> Analysis:
+        self.findings.extend(role_notes)
+        dist = distribution_name(self.config.name or self.notebook.path.stem)
+        package = package_name(dist)
+        tagged = [c for c in self.cells if c.cell.cell_type == "code" and c.roles and "skip" not in c.roles]
+        for roled in tagged:
+            code_cell = self._prepare(roled, tagged_cell=True)
+            if code_cell is not None:
+                self.code_cells[roled.index] = code_cell
+        if not tagged:
+            self.error("no-tagged-cells", "no cell has an nb2prod role, so there is nothing to build; tag cells `export`, `train`, `predict` (cell metadata tags or a `#| export` line)")
+        parameters = self._parameters()
+        modules_cells = self._module_cells()
+        job_cells = tuple(c for c in self.code_cells.values() if c.roles & {"train", "metrics"})
+        predict_cells = tuple(c for c in self.code_cells.values() if "predict" in c.roles)
+        test_cells = tuple(c for c in self.code_cells.values() if "test" in c.roles)
+        job_needs, predict_needs, test_needs = Needs(), Needs(), Needs()
+        module_needs = {name: Needs() for name in modules_cells}
+        test_uses_job: dict[int, tuple[str, ...]] = {}
+        uses_map: dict[int, tuple[tuple[str, int], ...]] = {}
+        for code_cell in self.code_cells.values():
+            uses_map[code_cell.index] = code_cell.names.uses
+            for role in sorted(code_cell.roles & set(ACCEPTS)):
+                if role == "export":
+                    needs = module_needs[code_cell.roled.module or "core"]
+                elif role in ("train", "metrics"):
+                    needs = job_needs
+                elif role == "predict":
+                    needs = predict_needs
+                else:
+                    needs = test_needs
+                from_job = self._resolve(code_cell, role, needs)
+                if role == "test" and from_job:
+                    if code_cell.has_test_functions:
+                        name = from_job[0]
+                        self.error("test-function-uses-job", f"the test function uses {name!r}, a variable of the training job; `def test_*` functions see only exported code, so use plain `assert`s in a test cell to check training results", code_cell.roled, self._first_line(code_cell, name), role="test")
+                    test_uses_job[code_cell.index] = tuple(sorted(from_job))
+        modules = self._modules(modules_cells, module_needs, package)
+        self._check_model_and_predict(job_cells, predict_cells)
+        example_inputs, fit_inputs, example_names = self._example_inputs(job_cells, test_cells, modules, test_needs) if job_cells else (None, None, ())
+        requirements = self._requirements(modules, job_needs, predict_needs, test_needs, package)
+        return Analysis(
+            self.notebook, self.config, dist, package, modules, parameters, job_cells, job_needs,
+            predict_cells, predict_needs, test_cells, test_needs, test_uses_job, example_inputs, example_names, fit_inputs,
+            requirements, tuple(self.findings), self.cells, uses_map,
+        )
+
+    def _prepare(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
+        cleaned = clean_cell(roled.code)
+        if cleaned.syntax_error is not None:
+            if tagged_cell:
+                err = cleaned.syntax_error
+                self.error("syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", roled, err.lineno)
+            return None
+        if tagged_cell:
+            for text, line in cleaned.escapes:
+                self.error("shell-escape", f"`{text}` is a shell command or magic that generated Python cannot run", roled, line, fix="Move it to an untagged cell, or do it in Python (e.g. with subprocess).")
+            for text, line in cleaned.dropped:
+                self.note("magic-dropped", f"`{text}` is left out of the generated code (IPython only)", roled, line)
+            for spec, line in cleaned.installs:
+                self.installs.append((spec, roled.index, line))
+        try:
+            names = analyse_names(cleaned.code)
+        except SyntaxError as err:  # symtable can be stricter than ast.parse
+            if tagged_cell:
+                self.error("syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", roled, err.lineno)
+            return None
+        code = blank_lines(cleaned.code, names.hoistable_lines)
+        if "metrics" in roled.roles:
+            code = _gates_to_errors(code)
+        has_tests = False
+        if "test" in roled.roles:
+            tree = ast.parse(code)
+            has_tests = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in tree.body)
+        return CodeCell(roled, code, names, has_tests)
+
+    def _untagged(self) -> dict[int, CodeCell]:
+        """Untagged cells are analysed only when tagged code needs a name it can't find."""
+        if self.untagged is None:
+            self.untagged = {}
+            for roled in self.cells:
+                if roled.cell.cell_type == "code" and not roled.roles:
+                    prepared = self._prepare(roled, tagged_cell=False)
+                    if prepared is not None:
+                        self.untagged[roled.index] = prepared
+        return self.untagged
+
+    def _parameters(self) -> tuple[Parameter, ...]:
+        found: dict[str, Parameter] = {}
+        for code_cell in self.code_cells.values():
+            if "parameters" not in code_cell.roles:
+                continue
+            try:
+                for parameter in parse_parameters(code_cell.roled.code, code_cell.index):
+                    if parameter.name in found:
+                        self.note("parameter-repeated", f"parameter {parameter.name!r} is assigned again; the later value ({parameter.default!r}) is its default", code_cell.roled, parameter.line)
+                    found[parameter.name] = parameter
+            except ParameterError as exc:
+                self.error("bad-parameter", exc.message, code_cell.roled, exc.line)
+            except SyntaxError:
+                pass  # reported by _prepare
+        return tuple(found.values())
+
+    def _module_cells(self) -> dict[str, list[CodeCell]]:
+        modules: dict[str, list[CodeCell]] = {}
+        for code_cell in self.code_cells.values():
+            if "export" not in code_cell.roles:
+                continue
+            raw = code_cell.roled.module or "core"
+            name, problem = module_name(raw)
+            if name is None:
+                self.error("bad-module-name", f"cannot export into {raw!r}: {problem}", code_cell.roled, fix="Use `export: NAME` with a lower-case Python identifier.")
+                continue
+            if name != raw:
+                self.note("module-renamed", f"export target {raw!r} becomes module {name!r}", code_cell.roled)
+            object.__setattr__(code_cell.roled, "module", name)
+            modules.setdefault(name, []).append(code_cell)
+        return modules
+
+    # -- names -----------------------------------------------------------------------------
+    def _binders(self, name: str) -> list[tuple[CodeCell, ImportBinding | None]]:
+        found = []
+        for code_cell in self.code_cells.values():
+            if name in code_cell.names.binds:
+                found.append((code_cell, None))
+            for binding in code_cell.names.imports:
+                if binding.name == name:
+                    found.append((code_cell, binding))
+        return found
+
+    def _resolve(self, user: CodeCell, role: str, needs: Needs) -> list[str]:
+        """Resolve the free names of `user` in its `role`; return names taken from the job namespace."""
+        accepted = ACCEPTS[role]
+        from_job: list[str] = []
+        own_imports = {b.name: b for b in user.names.imports}
+        for binding in own_imports.values():
+            if binding.line in user.names.hoistable_lines:
+                needs.imports.add(binding.statement)
+        for name, line in user.names.uses:
+            candidates = []
+            for binder, binding in self._binders(name):
+                roles = binder.roles & accepted
+                if not roles:
+                    continue
+                if roles <= ORDERED_ROLES and binder.index > user.index:
+                    continue
+                candidates.append((binder, binding, roles))
+            if candidates:
+                candidates.sort(key=lambda c: (c[0].index > user.index, -c[0].index if c[0].index <= user.index else c[0].index))
+                binder, binding, roles = candidates[0]
+                if binding is not None:
+                    needs.imports.add(binding.statement)
+                elif "export" in roles and not (role == "export" and binder.roled.module == user.roled.module):
+                    needs.package.add((binder.roled.module or "core", name))
+                elif role == "test" and roles & JOB_ROLES and binder.index != user.index:
+                    from_job.append(name)
+                continue
+            if self._star_import(user, accepted):
+                continue
+            self._unresolved(user, role, name, line, needs)
+        return from_job
+
+    def _star_import(self, user: CodeCell, accepted: frozenset[str]) -> bool:
+        for code_cell in self.code_cells.values():
+            if code_cell.roles & accepted and any(b.name == "*" for b in code_cell.names.imports):
+                return True
+        return False
+
+    def _unresolved(self, user: CodeCell, role: str, name: str, line: int, needs: Needs) -> None:
+        untagged = self._untagged()
+        for index in sorted(untagged, key=lambda i: (i > user.index, abs(i - user.index))):
+            other = untagged[index]
+            for binding in other.names.imports:
+                if binding.name == name:
+                    needs.imports.add(binding.statement)
+                    if (index, binding.statement) not in self.carried:
+                        self.carried.add((index, binding.statement))
+                        self.note("import-carried", f"`{binding.statement}` comes from untagged cell {index + 1} and is carried into the generated code, which needs {name!r}; tag that cell `export` to make this explicit", user.roled, line)
+                    return
+        definers = [c for c in untagged.values() if name in c.names.binds]
+        definers.sort(key=lambda c: (c.index > user.index, abs(c.index - user.index)))
+        if definers:
+            definer = definers[0]
+            tag = "export" if definer.names.defines_callables or role in ("export", "predict") else ("train" if role in ("train", "metrics", "test") else "export")
+            self.error(
+                "undefined-name",
+                f"{name!r} is defined only in untagged cell {definer.index + 1} (id {definer.id}), which is not exported",
+                user.roled, line,
+                fix=f"Tag cell {definer.index + 1} `{tag}` so the {role} code can use it.",
+                related=definer.roled, role=role,
+            )
+            return
+        wrong = [b for b, _ in self._binders(name)]
+        skipped = [c for c in self.cells if "skip" in c.roles and c.cell.cell_type == "code" and name in _safe_binds(c)]
+        if wrong:
+            binder = sorted(wrong, key=lambda c: abs(c.index - user.index))[0]
+            binder_role = binder.roled.primary_role
+            if binder.index > user.index and binder.roles & ORDERED_ROLES:
+                detail = f"{name!r} is defined later, in {binder_role} cell {binder.index + 1} (id {binder.id})"
+                fix = "Move that cell before this one."
+            else:
+                detail = f"{name!r} is defined in {binder_role} cell {binder.index + 1} (id {binder.id}), which {role} code cannot see"
+                fix = _cross_role_fix(role, binder_role or "")
+            self.error("undefined-name", detail, user.roled, line, fix=fix, related=binder.roled, role=role)
+        elif skipped:
+            definer_cell = skipped[0]
+            self.error("undefined-name", f"{name!r} is defined only in cell {definer_cell.index + 1} (id {definer_cell.cell.id}), which is tagged `skip`", user.roled, line, fix="Remove its `skip` tag and give it a role.", related=definer_cell, role=role)
+        else:
+            self.error("undefined-name", f"{name!r} is not defined in any cell", user.roled, line, fix="Define or import it in a tagged cell.", role=role)
+
+    def _first_line(self, code_cell: CodeCell, name: str) -> int | None:
+        return dict(code_cell.names.uses).get(name)
+
+    # -- modules, model, predict -----------------------------------------------------------
+    def _modules(self, modules_cells: dict[str, list[CodeCell]], module_needs: dict[str, Needs], package: str) -> tuple[ExportModule, ...]:
+        modules = []
+        for name, cells in modules_cells.items():
+            public: set[str] = set()
+            for code_cell in cells:
+                if not code_cell.roled.internal:
+                    public.update(n for n in code_cell.names.binds if not n.startswith("_"))
+            modules.append(ExportModule(name, tuple(cells), tuple(sorted(public)), module_needs[name]))
+        graph = {m.name: {dep for dep, _ in m.needs.package} for m in modules}
+        cycle = _find_cycle(graph)
+        if cycle:
+            self.error("module-cycle", f"export modules {' → '.join(cycle)} import each other in a cycle, which Python cannot load", fix="Move the shared code into one module.")
+        modules.sort(key=lambda m: (m.name != "core", m.name))
+        return tuple(modules)
+
+    def _check_model_and_predict(self, job_cells: tuple[CodeCell, ...], predict_cells: tuple[CodeCell, ...]) -> None:
+        variable = self.config.model_variable
+        train_cells = [c for c in job_cells if "train" in c.roles]
+        if train_cells and not any(variable in c.names.binds for c in train_cells):
+            self.error(
+                "no-model",
+                f"no train cell assigns the model variable {variable!r}",
+                train_cells[-1].roled,
+                fix=f"Assign the fitted model to {variable!r}, or set model_variable in [tool.nb2prod] or metadata.nb2prod.",
+                role="train",
+            )
+        if job_cells and not train_cells:
+            self.error("no-train", "metrics cells need a train cell that fits the model", job_cells[0].roled, role="metrics")
+        if predict_cells and not any(_defines_function(c.code, "predict") for c in predict_cells):
+            self.error("no-predict-function", "the predict cell does not define `predict(model, inputs)`", predict_cells[0].roled, role="predict")
+        if job_cells and any("metrics" in c.roles for c in job_cells) and not any("metrics" in c.names.binds for c in job_cells):
+            self.note("no-metrics-dict", "no metrics cell assigns a dict named `metrics`, so runs record no metrics", [c for c in job_cells if "metrics" in c.roles][0].roled)
+
+    def _example_inputs(self, job_cells: tuple[CodeCell, ...], test_cells: tuple[CodeCell, ...], modules: tuple[ExportModule, ...], test_needs: Needs) -> tuple[str | None, str | None, tuple[str, ...]]:
+        """Find what to feed predict in the contract test: config `example_inputs`, else the argument
+        of a `predict(model, X)` call anywhere in the notebook, else (no predict cell) what the model
+        was fitted on."""
+        job_names: set[str] = set()
+        for code_cell in job_cells:
+            job_names |= code_cell.names.binds
+        exported = {name: m.name for m in modules for name in m.public}
+        fit_inputs = None
+        for code_cell in job_cells:
+            for node in ast.walk(ast.parse(code_cell.code)):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fit" and node.args:
+                    first = node.args[0]
+                    if isinstance(first, ast.Name) and first.id in job_names and fit_inputs is None:
+                        fit_inputs = first.id
+        candidates: list[str] = []
+        if self.config.example_inputs:
+            candidates.append(self.config.example_inputs)
+        later = [*job_cells, *test_cells, *sorted(self._untagged().values(), key=lambda c: c.index)]
+        for code_cell in later:
+            for node in ast.walk(ast.parse(code_cell.code)):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "predict" and len(node.args) == 2:
+                    candidates.append(ast.unparse(node.args[1]))
+        if fit_inputs is not None and not self.code_cells_with("predict"):
+            candidates.append(fit_inputs)
+        for expression in candidates:
+            try:
+                tree = ast.parse(expression, mode="eval")
+            except SyntaxError:
+                self.error("bad-example-inputs", f"example_inputs {expression!r} is not a Python expression")
+                return None, fit_inputs, ()
+            free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+            if free and free <= job_names | set(exported) | BUILTINS:
+                for name in free - job_names:
+                    if name in exported:
+                        test_needs.package.add((exported[name], name))
+                return expression, fit_inputs, tuple(sorted(free & job_names))
+        if self.code_cells_with("predict") or fit_inputs:
+            self.note("no-example-inputs", "no example input for predict was found, so the predict contract test is not generated; call `predict(model, X)` in a cell or set example_inputs")
+        return None, fit_inputs, ()
+
+    def code_cells_with(self, role: str) -> list[CodeCell]:
+        return [c for c in self.code_cells.values() if role in c.roles]
+
+    # -- requirements ----------------------------------------------------------------------
+    def _requirements(self, modules: tuple[ExportModule, ...], *needs_list: Needs | str) -> tuple[Requirement, ...]:
+        package = str(needs_list[-1])
+        all_needs = [n for n in needs_list[:-1] if isinstance(n, Needs)] + [m.needs for m in modules]
+        statements: dict[str, None] = {}
+        for needs in all_needs:
+            for statement in needs.sorted_imports():
+                statements[statement] = None
+        roots: list[tuple[str, int, int]] = []
+        origin = self._import_origins()
+        for statement in statements:
+            module = _statement_module(statement)
+            if module:
+                cell_index, line = origin.get(statement, (0, 1))
+                roots.append((module.split(".")[0], cell_index, line))
+        for code_cell in self.code_cells.values():
+            for binding in code_cell.names.nested_imports:
+                if binding.level == 0 and binding.module:
+                    roots.append((binding.module.split(".")[0], code_cell.index, binding.line))
+        requirements, missing = infer_requirements(roots, self.installs, self.config.requirements, package)
+        for item in missing:
+            roled = next(c for c in self.cells if c.index == item.cell_index)
+            self.error("unknown-import", f"no installed distribution provides the module {item.module!r}", roled, item.line, fix="Install it where nb2prod runs, or pin its distribution in `requirements` ([tool.nb2prod]).")
+        return requirements
+
+    def _import_origins(self) -> dict[str, tuple[int, int]]:
+        origins: dict[str, tuple[int, int]] = {}
+        cells = list(self.code_cells.values()) + list((self.untagged or {}).values())
+        for code_cell in cells:
+            for binding in code_cell.names.imports:
+                origins.setdefault(binding.statement, (code_cell.index, binding.line))
+        return origins
+
+
+def _statement_module(statement: str) -> str:
+    words = statement.split()
+    if words[0] == "import":
+        return words[1]
+    module = words[1]
+    return "" if module.startswith(".") else module
+
+
+def _safe_binds(roled: RoledCell) -> frozenset[str]:
+    try:
+        return analyse_names(clean_cell(roled.code).code).binds
+    except SyntaxError:
+        return frozenset()
+
+
+def _cross_role_fix(role: str, binder_role: str) -> str:
+    if role == "export" and binder_role in JOB_ROLES:
+        return "Exported code runs outside the training job: pass the value in as a function argument, or move this code into a train cell."
+    if role == "predict":
+        return "predict sees only exported code and its arguments: export what it needs, or pass it in through the model."
+    return f"Tag the defining cell so that {role} code can see it."
+
+
+def _defines_function(code: str, name: str) -> bool:
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in ast.parse(code).body)
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if state.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if state.get(node) is None:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _gates_to_errors(code: str) -> str:
+    """Top-level `assert`s of metrics cells become quality gates that also hold under `python -O`."""
+    tree = ast.parse(code)
+    lines = code.split("\n")
+    for node in reversed(tree.body):
+        if not isinstance(node, ast.Assert):
+            continue
+        test = ast.get_source_segment(code, node.test) or ast.unparse(node.test)
+        test = ast.unparse(node.test) if "\n" in test else test
+        message = ast.unparse(node.msg) if node.msg is not None else repr(f"quality gate failed: {ast.unparse(node.test)}")
+        indent = " " * node.col_offset
+        replacement = f"{indent}if not ({test}): raise _nb2prod.QualityGateError({message})"
+        span = (node.end_lineno or node.lineno) - node.lineno + 1
+        lines[node.lineno - 1 : node.lineno - 1 + span] = [replacement] + [""] * (span - 1)
+    return "\n".join(lines)

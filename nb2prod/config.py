@@ -1,0 +1,86 @@
+"""Configuration: `[tool.nb2prod]` in the nearest pyproject.toml, then the notebook's
+`metadata.nb2prod`, then command-line flags, each overriding the one before.
+
+Every option lives in the one frozen `Config`, so a build is a function of (notebook, Config,
+environment).
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from nb2prod.errors import InputError
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str | None = None  # distribution name; default: the notebook's file stem
+    version: str = "0.1.0"
+    python: str = f"{sys.version_info.major}.{sys.version_info.minor}"
+    model_variable: str = "model"
+    base_image: str | None = None  # default: python:<python>-slim
+    requirements: tuple[str, ...] = ()  # extra or overriding pins, e.g. "scikit-learn==1.5.2"
+    output: str | None = None  # default: build/<name> beside the notebook
+    example_inputs: str | None = None  # train variable whose rows feed the predict contract test
+    line_length: int = 88
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["requirements"] = list(self.requirements)
+        return data
+
+
+_TYPES: dict[str, type] = {"name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list, "output": str, "example_inputs": str, "line_length": int}
+
+
+def find_pyproject(start: Path) -> Path | None:
+    for folder in [start, *start.parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(notebook_path: Path, notebook_metadata: Mapping[str, Any], flags: Mapping[str, Any] | None = None) -> Config:
+    """Merge the three layers; an unknown key or a value of the wrong type names its place."""
+    values: dict[str, Any] = {}
+    pyproject = find_pyproject(notebook_path.resolve().parent)
+    if pyproject is not None:
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{pyproject} is not valid TOML: {exc}") from None
+        section = data.get("tool", {}).get("nb2prod", {})
+        _merge(values, section, f"{pyproject} [tool.nb2prod]", base=pyproject.parent)
+    _merge(values, notebook_metadata, f"{notebook_path.name} metadata.nb2prod", base=notebook_path.parent)
+    _merge(values, {k: v for k, v in (flags or {}).items() if v is not None}, "the command line", base=Path.cwd())
+    if "requirements" in values:
+        values["requirements"] = tuple(values["requirements"])
+    return Config(**values)
+
+
+def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: Path) -> None:
+    if not isinstance(layer, Mapping):
+        raise InputError(f"{place} must be a table of settings")
+    for key, value in layer.items():
+        key_norm = str(key).replace("-", "_")
+        expected = _TYPES.get(key_norm)
+        if expected is None:
+            known = ", ".join(f.name for f in fields(Config))
+            raise InputError(f"{place}: unknown setting {key!r} (known: {known})")
+        if expected is list:
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"{place}: {key} must be a list of requirement strings")
+            value = list(value)
+        elif expected is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InputError(f"{place}: {key} must be a whole number")
+        elif not isinstance(value, str):
+            raise InputError(f"{place}: {key} must be a string, not {type(value).__name__}")
+        if key_norm == "output":
+            value = str((base / value).resolve()) if not Path(value).is_absolute() else value
+        values[key_norm] = value
