@@ -36,11 +36,12 @@ def collect(
     model_variable: str = "model",
     contract_expression: str | None = None,
     model_format: str = "auto",
+    inputs_expression: str | None = None,
 ) -> None:
     """Save model, metrics and contract from `namespace` into `out_dir` (default: $NB2PROD_RUN_DIR)."""
     out = Path(out_dir if out_dir is not None else os.environ[OUTPUT_ENV])
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"metrics": None, "model": None, "contract": None, "problems": []}
+    report: dict[str, Any] = {"metrics": None, "model": None, "contract": None, "predict_inputs": None, "problems": []}
     problems: list[str] = report["problems"]
 
     metrics = namespace.get("metrics")
@@ -62,6 +63,13 @@ def collect(
     else:
         problems.append("input contract: no fit(...) call found in the job and no contract_variable configured")
 
+    if inputs_expression:
+        try:
+            value = eval(inputs_expression, namespace)  # noqa: S307
+            report["predict_inputs"] = asdict(describe_data(value, inputs_expression))
+        except Exception as exc:
+            problems.append(f"predict inputs: evaluating {inputs_expression!r} raised {type(exc).__name__}: {exc}")
+
     if model_variable in namespace:
         probe = _head(fitted, PROBE_ROWS) if fitted is not None else None
         artifact = save_model(namespace[model_variable], out, model_variable, probe=probe, fmt=model_format)
@@ -72,11 +80,18 @@ def collect(
     (out / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def collect_cell_source(model_variable: str, contract_expression: str | None, model_format: str = "auto") -> str:
+def collect_cell_source(
+    model_variable: str, contract_expression: str | None, model_format: str = "auto", inputs_expression: str | None = None
+) -> str:
     """The last cell the papermill engine appends to the job it executes."""
     return (
         "# nb2prod: save the model, metrics and input contract of this run into the run folder\n"
         "from nb2prod.runs.collect import collect as _nb2prod_collect\n\n"
-        f"_nb2prod_collect(globals(), model_variable={model_variable!r}, "
-        f"contract_expression={contract_expression!r}, model_format={model_format!r})\n"
+        "_nb2prod_collect(\n"
+        "    globals(),\n"
+        f"    model_variable={model_variable!r},\n"
+        f"    contract_expression={contract_expression!r},\n"
+        f"    model_format={model_format!r},\n"
+        f"    inputs_expression={inputs_expression!r},\n"
+        ")\n"
     )

@@ -137,11 +137,12 @@ class RunManifest:
     platform: str
     pins: tuple[str, ...]
     timings: Timings
-    contract: Contract | None
+    contract: Contract | None  # what the model's fit(...) was called with
     failure: Failure | None
     user: str
     host: str
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 (all but run.json)
+    predict_inputs: Contract | None = None  # example rows predict was fed in the notebook (example_inputs)
     manifest_version: int = MANIFEST_VERSION
 
     @property
@@ -169,6 +170,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (RunManifest, "git"): GitInfo,
     (RunManifest, "timings"): Timings,
     (RunManifest, "contract"): Contract,
+    (RunManifest, "predict_inputs"): Contract,
     (RunManifest, "failure"): Failure,
     (Failure, "cell"): CellRef,
 }

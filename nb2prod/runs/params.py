@@ -46,6 +46,7 @@ class ParameterSpec:
     type: str  # int | float | bool | str | list | dict | any
     default: Any
     help: str = ""
+    nullable: bool = False  # None (YAML null, `-p NAME null`) is accepted
 
     @property
     def element_type(self) -> str | None:
@@ -95,7 +96,9 @@ def specs_from_schema(schema: Any) -> dict[str, ParameterSpec]:
         kind = _TYPE_NAMES.get(str(raw_type).lower()) if raw_type is not None else None
         if kind is None:
             kind = _kind_of(default) if default is not None else "any"
-        specs[name] = ParameterSpec(name, kind, default, str(entry.get("help") or entry.get("description") or ""))
+        nullable = bool(entry.get("nullable", default is None))
+        help_text = str(entry.get("help") or entry.get("description") or "")
+        specs[name] = ParameterSpec(name, kind, default, help_text, nullable)
     return specs
 
 
@@ -108,6 +111,8 @@ def convert_text(spec: ParameterSpec, text: str, place: str = "-p") -> Any:
     """Convert a command-line value with the parameter's declared type."""
     wrong = InputError(f"{place}: parameter {spec.name!r} expects {_article(spec.type)}, got {text!r}.")
     kind = spec.type
+    if spec.nullable and kind not in ("str", "any") and text.strip().lower() in ("null", "none", "~"):
+        return None
     if kind == "int":
         if not _INT.match(text.strip()):
             raise wrong
@@ -153,7 +158,7 @@ def check_value(spec: ParameterSpec, value: Any, place: str, shown: Any = None) 
         f"{place}: parameter {spec.name!r} expects {_article(kind)}, got {shown if shown is not None else value!r}"
         f" ({_kind_of(value) if value is not None else 'null'})."
     )
-    if kind == "any":
+    if kind == "any" or (value is None and spec.nullable):
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):

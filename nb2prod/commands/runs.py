@@ -1,0 +1,242 @@
+"""`nb2prod train`, `runs list|show|diff|history`, `promote`, `rollback` and `predict`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nb2prod.runs.aliases import DEFAULT_ALIAS
+
+STORE_HELP = "Run store folder (default: $NB2PROD_STORE, else ./runs; for train: runs/ beside the notebook)."
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+
+
+def _store_option():
+    return click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None, help=STORE_HELP)
+
+
+def _open_store(store: Path | None):
+    from nb2prod.runs.store import RunStore
+
+    if store is None:
+        store = Path(os.environ.get("NB2PROD_STORE") or "runs")
+    return RunStore(store)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# --- train -----------------------------------------------------------------------------------
+@click.command()
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("-p", "--param", "pairs", type=(str, str), multiple=True, metavar="NAME VALUE",
+              help="Override a job parameter; the value is converted with the parameter's declared type.")
+@click.option("-f", "--params-file", "files", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="YAML or JSON mapping of parameter values (applied before -p).")
+@click.option("--engine", type=click.Choice(["papermill", "python"]), default="papermill", show_default=True,
+              help="papermill: execute job/train.ipynb with a real kernel; python: run the package in-process.")
+@click.option("--model-format", type=click.Choice(["auto", "skops", "joblib"]), default="auto", show_default=True,
+              help="auto: skops for scikit-learn estimators that round-trip, else joblib.")
+@_store_option()
+@FORMAT
+def train(target: Path, pairs: tuple[tuple[str, str], ...], files: tuple[Path, ...], engine: str,
+          model_format: str, store: Path | None, fmt: str) -> None:
+    """Train NOTEBOOK (built first if needed) or BUILD_DIR into a new immutable run.
+
+    Exit 0 when the run succeeded, 1 when a quality gate failed or the job raised (the run is
+    kept for inspection), 2 for bad input.
+    """
+    from nb2prod.runs.trainer import train_target
+
+    run = train_target(target, list(pairs), list(files), engine=engine, store=store, model_format=model_format)
+    manifest = run.manifest
+    if fmt == "json":
+        _echo_json({"path": str(run.path), **manifest.to_dict()})
+    else:
+        click.echo(f"run {manifest.run_id}: {manifest.status}  ({run.path})")
+        if manifest.metrics:
+            click.echo("  metrics: " + _metrics_line(manifest.metrics))
+        if manifest.model:
+            click.echo(f"  model: {manifest.model.file} ({manifest.model.format}, sha256 {manifest.model.sha256[:12]})")
+        click.echo(f"  time: {manifest.timings.total_s:.2f}s (job {manifest.timings.execute_s:.2f}s, "
+                   f"bookkeeping {manifest.timings.bookkeeping_s:.2f}s)")
+    if manifest.failure is not None:
+        label = "quality gate failed" if manifest.status == "failed-gate" else "training failed"
+        click.echo(f"error: {label} in run {manifest.run_id}: {manifest.failure.describe()}", err=True)
+        sys.exit(1)
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    parts = []
+    for key in sorted(metrics):
+        value = metrics[key]
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
+
+
+# --- runs ------------------------------------------------------------------------------------
+@click.group()
+def runs() -> None:
+    """List, show and compare recorded training runs."""
+
+
+@runs.command("list")
+@_store_option()
+@FORMAT
+def runs_list(store: Path | None, fmt: str) -> None:
+    """Every run in the store, oldest first, with status, aliases and metrics."""
+    from nb2prod.runs.aliases import AliasStore
+
+    run_store = _open_store(store)
+    aliases = AliasStore(run_store)
+    by_run: dict[str, list[str]] = {}
+    for state in aliases.all():
+        by_run.setdefault(state.run_id, []).append(state.alias)
+    items = run_store.list()
+    if fmt == "json":
+        _echo_json([
+            {"run_id": r.run_id, "status": r.manifest.status, "engine": r.manifest.engine,
+             "started_at": r.manifest.timings.started_at, "aliases": sorted(by_run.get(r.run_id, [])),
+             "params": r.manifest.params, "metrics": r.manifest.metrics,
+             "model_sha256": r.manifest.model.sha256 if r.manifest.model else None, "path": str(r.path)}
+            for r in items
+        ])
+        return
+    if not items:
+        click.echo(f"no runs in {run_store.root}")
+        return
+    rows = [("RUN", "STATUS", "ENGINE", "STARTED (UTC)", "ALIASES", "METRICS")]
+    for r in items:
+        m = r.manifest
+        rows.append((r.run_id, m.status, m.engine, m.timings.started_at[:19].replace("T", " "),
+                     ",".join(sorted(by_run.get(r.run_id, []))) or "-", _metrics_line(m.metrics) or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
+@runs.command("show")
+@click.argument("run")
+@_store_option()
+@FORMAT
+def runs_show(run: str, store: Path | None, fmt: str) -> None:
+    """Everything recorded about RUN (a run id, id prefix or alias)."""
+    from nb2prod.runs.aliases import AliasStore
+
+    run_store = _open_store(store)
+    found = run_store.get(run)
+    aliases = AliasStore(run_store).aliases_of(found.run_id)
+    problems = run_store.verify(found)
+    m = found.manifest
+    if fmt == "json":
+        _echo_json({"path": str(found.path), "aliases": aliases, "modified_files": problems, **m.to_dict()})
+        return
+    out = [f"run       {m.run_id}", f"status    {m.status}"]
+    if m.failure:
+        out.append(f"failure   {m.failure.describe()}")
+    out += [
+        f"aliases   {', '.join(aliases) or '-'}",
+        f"path      {found.path}",
+        f"engine    {m.engine}   by {m.user}   started {m.timings.started_at}",
+        f"timings   total {m.timings.total_s:.2f}s, job {m.timings.execute_s:.2f}s, bookkeeping {m.timings.bookkeeping_s:.2f}s",
+        f"source    {m.source.name} ({m.source.notebook or m.source.build_dir}), code sha256 {m.source.code_sha256[:12]}",
+    ]
+    if m.git:
+        out.append(f"git       {m.git.commit or '(no commit)'}{' (dirty)' if m.git.dirty else ''} in {m.git.root}")
+    out.append("params    " + (", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(m.params.items())) or "-"))
+    if m.overrides:
+        out.append("overrides " + ", ".join(m.overrides))
+    out.append("metrics   " + (_metrics_line(m.metrics) or "-"))
+    if m.model:
+        out.append(f"model     {m.model.file} ({m.model.format}, {m.model.type}, sha256 {m.model.sha256[:12]}, {m.model.size} bytes)")
+    for d in m.data:
+        out.append(f"data      {d.parameter}={d.path} ({d.kind}, {d.files} file(s), sha256 {d.sha256[:12]})")
+    if m.contract:
+        feats = ", ".join(f"{f.name}:{f.dtype}" for f in m.contract.features)
+        out.append(f"contract  {m.contract.expression} ({m.contract.kind}, {m.contract.n_rows} rows): {feats}")
+    out.append(f"python    {m.python} on {m.platform}, {len(m.pins)} packages pinned")
+    if problems:
+        out.append(f"WARNING   modified since recorded: {', '.join(problems)}")
+    click.echo("\n".join(out))
+
+
+@runs.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@_store_option()
+@FORMAT
+def runs_diff(run_a: str, run_b: str, store: Path | None, fmt: str) -> None:
+    """Params, metrics, code hash, data hashes, pins, git and model that differ between two runs."""
+    from nb2prod.runs.diff import diff_runs
+
+    run_store = _open_store(store)
+    result = diff_runs(run_store.get(run_a).manifest, run_store.get(run_b).manifest)
+    if fmt == "json":
+        _echo_json(result.to_dict())
+    else:
+        click.echo(result.render())
+
+
+@runs.command("history")
+@click.option("--alias", default=None, help="Only this alias (default: all).")
+@_store_option()
+@FORMAT
+def runs_history(alias: str | None, store: Path | None, fmt: str) -> None:
+    """Every promote and rollback: who, when, from, to."""
+    from nb2prod.runs.aliases import AliasStore
+
+    changes = AliasStore(_open_store(store)).history(alias)
+    if fmt == "json":
+        _echo_json([c.to_dict() for c in changes])
+        return
+    for c in changes:
+        click.echo(f"{c.when}  {c.who}  {c.action} {c.alias}: {c.from_run or '-'} -> {c.to_run}")
+
+
+# --- promote / rollback ----------------------------------------------------------------------
+@click.command()
+@click.argument("run")
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True)
+@_store_option()
+def promote(run: str, alias: str, store: Path | None) -> None:
+    """Point ALIAS at RUN (a run id, id prefix or another alias); refuses runs that did not succeed."""
+    from nb2prod.runs.aliases import AliasStore
+
+    change = AliasStore(_open_store(store)).promote(run, alias)
+    if change.from_run == change.to_run:
+        click.echo(f"{alias} already points at {change.to_run}")
+    else:
+        click.echo(f"{alias}: {change.from_run or '-'} -> {change.to_run}")
+
+
+@click.command()
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True)
+@_store_option()
+def rollback(alias: str, store: Path | None) -> None:
+    """Point ALIAS back at the run it pointed at before its latest promote."""
+    from nb2prod.runs.aliases import AliasStore
+
+    change = AliasStore(_open_store(store)).rollback(alias)
+    click.echo(f"{alias}: {change.from_run} -> {change.to_run} (rolled back)")
+
+
+# --- predict ---------------------------------------------------------------------------------
+@click.command()
+@click.argument("run")
+@click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True, path_type=Path))
+@click.option("--input-format", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True,
+              help="auto: by extension (.csv, .jsonl/.ndjson/.json); '-' (stdin) defaults to JSON lines.")
+@_store_option()
+def predict(run: str, input_path: Path, input_format: str, store: Path | None) -> None:
+    """Predict with the model of RUN (run id or alias) on INPUT; one JSON prediction per row."""
+    from nb2prod.runs.predicting import predict_rows, read_rows
+
+    rows = read_rows(input_path, input_format)
+    for value in predict_rows(_open_store(store), run, rows):
+        click.echo(json.dumps(value))

@@ -1,0 +1,344 @@
+"""The two ways to execute a build's training job into a run folder.
+
+`papermill` executes the generated `job/train.ipynb` with a real kernel; `python` imports the
+generated package and calls `train.run(params)` in this process. Both finish with `collect`, which
+saves the model, the metrics and the input contract into the run folder the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nb2prod.runs.collect import OUTPUT_ENV, collect, collect_cell_source
+from nb2prod.runs.manifest import ERRORED, FAILED_GATE, SUCCEEDED, CellRef, Failure
+
+COLLECT_TAG = "nb2prod-collect"
+GATE_ERRORS = ("AssertionError", "QualityGateError")
+EXECUTED_NOTEBOOK = "notebook.ipynb"
+LOG_FILE = "output.log"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What an engine needs to know about the build it runs."""
+
+    package: str
+    src_dir: Path  # the build's src/ (put on the kernel's PYTHONPATH / sys.path)
+    job_notebook: Path  # job/train.ipynb
+    workdir: Path  # the notebook's folder: relative data paths resolve as in Jupyter
+    model_variable: str
+    contract_expression: str | None
+    model_format: str = "auto"
+    kernel_name: str | None = None
+    inputs_expression: str | None = None  # example rows for predict (config example_inputs)
+
+
+@dataclass(frozen=True)
+class EngineOutcome:
+    status: str
+    failure: Failure | None
+    execute_s: float
+    cells_s: float | None
+    files: tuple[str, ...]  # files the engine wrote into the run folder besides collect's
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _pythonpath(src_dir: Path) -> str:
+    existing = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([str(src_dir), *([existing] if existing else [])])
+
+
+def _cell_role(cell: Any) -> str | None:
+    meta = cell.get("metadata", {})
+    nb2prod_meta = meta.get("nb2prod", {}) if isinstance(meta.get("nb2prod"), dict) else {}
+    roles = nb2prod_meta.get("roles") or ([nb2prod_meta["role"]] if nb2prod_meta.get("role") else [])
+    roles = list(roles) + [t for t in meta.get("tags", []) if t in ("train", "metrics", "parameters", "export")]
+    if "metrics" in roles:
+        return "metrics"
+    return roles[0] if roles else None
+
+
+def _cell_ref(cell: Any, job_index: int | None, line: int | None = None) -> CellRef:
+    meta = cell.get("metadata", {})
+    nb2prod_meta = meta.get("nb2prod", {}) if isinstance(meta.get("nb2prod"), dict) else {}
+    source = nb2prod_meta.get("source", {}) if isinstance(nb2prod_meta.get("source"), dict) else {}
+    notebook_cell = source.get("cell_index", nb2prod_meta.get("cell_index"))
+    return CellRef(
+        job_cell=job_index,
+        cell_id=source.get("cell_id") or nb2prod_meta.get("cell_id") or cell.get("id"),
+        role=_cell_role(cell),
+        notebook=source.get("notebook") or nb2prod_meta.get("notebook"),
+        notebook_cell=notebook_cell if isinstance(notebook_cell, int) else None,
+        line=line,
+    )
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def _error_line(traceback_lines: list[str]) -> int | None:
+    """The line inside the cell where the error was raised, from IPython's traceback text."""
+    import re
+
+    line = None
+    for chunk in traceback_lines:
+        clean = _strip_ansi(chunk)
+        if "Cell In[" in clean or "<ipython-input" in clean:
+            found = re.search(r"line (\d+)", clean)
+            if found:
+                line = int(found.group(1))
+    return line
+
+
+def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> EngineOutcome:
+    """Execute the job notebook with a kernel; the executed copy is the run's notebook.ipynb."""
+    import tempfile
+
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = nbformat.read(spec.job_notebook, as_version=4)
+    job_cells = len(nb.cells)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and _cell_role(cell) == "metrics":
+            # a failed gate still lets the collect cell record metrics and model for inspection
+            tags = list(cell.metadata.get("tags", []))
+            if "raises-exception" not in tags:
+                cell.metadata["tags"] = [*tags, "raises-exception"]
+    collect_cell = nbformat.v4.new_code_cell(
+        collect_cell_source(spec.model_variable, spec.contract_expression, spec.model_format, spec.inputs_expression)
+    )
+    collect_cell.metadata["tags"] = [COLLECT_TAG]
+    nb.cells.append(collect_cell)
+    for index, cell in enumerate(nb.cells):
+        cell.metadata.setdefault("nb2prod", {})
+        if isinstance(cell.metadata["nb2prod"], dict):
+            cell.metadata["nb2prod"].setdefault("job_cell", index)
+
+    output = run_dir / EXECUTED_NOTEBOOK
+    started = time.perf_counter()
+    failure: Failure | None = None
+    status = SUCCEEDED
+    with tempfile.TemporaryDirectory(prefix="nb2prod-job-") as tmp:
+        job_copy = Path(tmp) / "train.ipynb"
+        nbformat.write(nb, job_copy)
+        kernel = spec.kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+        try:
+            with _environ(**{OUTPUT_ENV: str(run_dir), "PYTHONPATH": _pythonpath(spec.src_dir)}):
+                papermill.execute_notebook(
+                    str(job_copy),
+                    str(output),
+                    parameters=params,
+                    cwd=str(spec.workdir),
+                    kernel_name=kernel,
+                    progress_bar=False,
+                    log_output=False,
+                    report_mode=False,
+                )
+        except PapermillExecutionError:
+            status, failure = _failure_from_notebook(output, job_cells)
+        except Exception as exc:  # kernel failed to start or died: still a recorded run
+            status = ERRORED
+            failure = Failure(type(exc).__name__, _first_line(str(exc)) or type(exc).__name__, None,
+                              "".join(traceback.format_exception(exc)))
+    execute_s = time.perf_counter() - started
+    cells_s = _cells_seconds(output)
+    return EngineOutcome(status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else ())
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _failure_from_notebook(path: Path, job_cells: int) -> tuple[str, Failure]:
+    """Find the first failing job cell in the executed notebook and classify the failure."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code" or "papermill-error-cell-tag" in tags or "injected-parameters" in tags:
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error":
+                continue
+            if out.get("ename") == "SystemExit" and out.get("evalue") in ("", "0"):
+                continue
+            ename = out.get("ename", "Error")
+            evalue = _strip_ansi(out.get("evalue", ""))
+            tb = _strip_ansi("\n".join(out.get("traceback", [])))
+            job_index = cell.metadata.get("nb2prod", {}).get("job_cell")
+            ref = _cell_ref(cell, job_index if isinstance(job_index, int) and job_index < job_cells else None,
+                            _error_line(out.get("traceback", [])))
+            if COLLECT_TAG in tags:
+                ref = CellRef(role="collect")
+            gate = ref.role == "metrics" and ename in GATE_ERRORS
+            return (FAILED_GATE if gate else ERRORED), Failure(ename, evalue or "(no message)", ref, tb)
+    return ERRORED, Failure("CellExecutionError", "the job failed without an error output", None, "")
+
+
+def _cells_seconds(path: Path) -> float | None:
+    if not path.exists():
+        return None
+    import nbformat
+
+    total = 0.0
+    for cell in nbformat.read(path, as_version=4).cells:
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if isinstance(duration, (int, float)):
+            total += duration
+    return total
+
+
+# --- python engine ---------------------------------------------------------------------------
+def _purge_package(package: str) -> None:
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+        del sys.modules[name]
+
+
+@contextlib.contextmanager
+def package_on_path(src_dir: Path, package: str) -> Iterator[None]:
+    """Import `package` fresh from `src_dir` (another build of the same name may be loaded)."""
+    _purge_package(package)
+    sys.path.insert(0, str(src_dir))
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(src_dir))
+
+
+@contextlib.contextmanager
+def _chdir(path: Path) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: Any):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool = False) -> EngineOutcome:
+    """Call the package's `train.run(params)` in this process, then collect from its namespace."""
+    started = time.perf_counter()
+    log = io.StringIO()
+    status, failure = SUCCEEDED, None
+    namespace: dict[str, Any] | None = None
+    with package_on_path(spec.src_dir, spec.package):
+        train_module = importlib.import_module(f"{spec.package}.train")
+        gate_error = getattr(train_module, "QualityGateError", None)
+        params_obj = _params_object(spec.package, params)
+        out = _Tee(log, sys.stdout) if echo else log
+        err = _Tee(log, sys.stderr) if echo else log
+        with _chdir(spec.workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                namespace = train_module.run(params_obj)
+            except BaseException as exc:  # noqa: BLE001 - everything the job raises is recorded
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                namespace = getattr(exc, "namespace", None)
+                gate = gate_error is not None and isinstance(exc, gate_error)
+                status = FAILED_GATE if gate else ERRORED
+                failure = _python_failure(spec, exc, gate)
+            if namespace is not None:
+                try:
+                    collect(namespace, run_dir, spec.model_variable, spec.contract_expression, spec.model_format,
+                            spec.inputs_expression)
+                except Exception as exc:  # noqa: BLE001
+                    if status == SUCCEEDED:
+                        status, failure = ERRORED, Failure(type(exc).__name__, str(exc), CellRef(role="collect"),
+                                                           "".join(traceback.format_exception(exc)))
+    (run_dir / LOG_FILE).write_text(log.getvalue())
+    return EngineOutcome(status, failure, time.perf_counter() - started, None, (LOG_FILE,))
+
+
+def _params_object(package: str, params: dict[str, Any]) -> Any:
+    try:
+        module = importlib.import_module(f"{package}.params")
+    except ImportError:
+        return dict(params)
+    cls = getattr(module, "Params", None)
+    return cls(**params) if cls is not None else dict(params)
+
+
+def _python_failure(spec: JobSpec, exc: BaseException, gate: bool) -> Failure:
+    """Name the notebook cell the error came from, through the package's source map."""
+    ref: CellRef | None = None
+    frames = traceback.extract_tb(exc.__traceback__)
+    cell_info = _locate_in_sourcemap(spec, frames)
+    if cell_info is not None:
+        ref = cell_info
+    if gate and (ref is None or ref.role is None):
+        ref = CellRef(role="metrics") if ref is None else CellRef(ref.job_cell, ref.cell_id, "metrics", ref.notebook,
+                                                                  ref.notebook_cell, ref.line)
+    message = str(exc) or "(no message)"
+    name = type(exc).__name__
+    return Failure(name, message, ref, "".join(traceback.format_exception(exc)))
+
+
+def _locate_in_sourcemap(spec: JobSpec, frames: traceback.StackSummary) -> CellRef | None:
+    try:
+        module = importlib.import_module(f"{spec.package}._sourcemap")
+    except ImportError:
+        return None
+    source_map = getattr(module, "SOURCE_MAP", None) or getattr(module, "source_map", None)
+    if not isinstance(source_map, dict):
+        return None
+    for frame in reversed(frames):
+        entries = source_map.get(Path(frame.filename).name)
+        if not entries or not str(frame.filename).startswith(str(spec.src_dir)):
+            continue
+        for entry in entries:
+            try:
+                start, end, cell, cell_id, role, lines = entry
+            except (TypeError, ValueError):
+                continue
+            if start <= (frame.lineno or 0) <= end:
+                cell_line = None
+                for out_line, src_line in lines:
+                    if out_line <= (frame.lineno or 0):
+                        cell_line = src_line
+                return CellRef(None, cell_id, role, None, cell, cell_line)
+    return None

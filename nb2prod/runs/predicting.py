@@ -1,0 +1,115 @@
+"""`nb2prod predict RUN INPUT`: load a run's model (sha256 checked) and predict on CSV / JSON lines."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nb2prod.errors import InputError
+from nb2prod.runs.artifacts import load_model
+from nb2prod.runs.contract import rows_for_model, to_jsonable
+from nb2prod.runs.engines import package_on_path
+from nb2prod.runs.manifest import Contract
+from nb2prod.runs.store import RunStore, StoredRun
+
+
+def read_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
+    """Rows of a CSV file (numbers parsed as numbers) or of JSON lines (one object a line)."""
+    name = str(path)
+    if fmt == "auto":
+        fmt = "csv" if name.lower().endswith((".csv", ".tsv")) else "jsonl"
+    try:
+        handle = sys.stdin if name == "-" else open(path, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the input ({exc.strerror}).") from None
+    with handle:
+        if fmt == "csv":
+            import pandas as pd
+
+            try:
+                frame = pd.read_csv(handle, sep="\t" if name.lower().endswith(".tsv") else ",")
+            except pd.errors.EmptyDataError:
+                return []
+            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                raise InputError(f"{path}: not valid CSV ({str(exc).splitlines()[0]}).") from None
+            return [to_jsonable(row) for row in frame.to_dict(orient="records")]
+        rows = []
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}, line {number}: expected a JSON object of column values, got {type(row).__name__}.")
+            rows.append(row)
+        return rows
+
+
+def has_predict_cell(run: StoredRun) -> bool:
+    """Whether the run's package defines its own predict (else it calls the model's predict)."""
+    manifest = run.path / "code" / "nb2prod.json"
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    cells = data.get("cells") or data.get("cell_map") or []
+    if isinstance(cells, dict):
+        cells = list(cells.values())
+    for cell in cells:
+        if isinstance(cell, dict):
+            roles = cell.get("roles") or [cell.get("role")]
+            if "predict" in roles:
+                return True
+    return False
+
+
+def _shape_for_custom_predict(rows: list[dict[str, Any]], inputs: Contract | None) -> Any:
+    import pandas as pd
+
+    if inputs is not None and inputs.kind == "dataframe":
+        names = [f.name for f in inputs.features]
+        for number, row in enumerate(rows, 1):
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise ValueError(f"row {number} has no column {missing[0]!r} (predict takes {', '.join(names)})")
+        frame = pd.DataFrame.from_records(rows)
+        for feature in inputs.features:
+            try:
+                frame[feature.name] = frame[feature.name].astype(feature.dtype)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"column {feature.name!r} cannot be read as {feature.dtype} ({exc})") from None
+        return frame
+    return pd.DataFrame.from_records(rows)
+
+
+def predict_rows(store: RunStore, ref: str, rows: list[dict[str, Any]], source: str = "INPUT") -> list[Any]:
+    """One JSON-ready prediction per row, from the model of the run `ref` names."""
+    run = store.get(ref)
+    manifest = run.manifest
+    if manifest.model is None:
+        raise InputError(f"run {run.run_id} has no model to predict with (its status is {manifest.status}).")
+    if not rows:
+        return []
+    package = manifest.source.package
+    with package_on_path(run.path / "code" / "src", package):
+        model = load_model(run.path, manifest.model)
+        module = importlib.import_module(f"{package}.predict")
+        try:
+            if has_predict_cell(run):
+                inputs = _shape_for_custom_predict(rows, manifest.predict_inputs)
+            elif manifest.contract is not None:
+                inputs = rows_for_model(rows, manifest.contract)
+            else:
+                inputs = _shape_for_custom_predict(rows, None)
+        except ValueError as exc:
+            raise InputError(f"{source}: {exc}.") from None
+        result = module.predict(model, inputs)
+    values = list(to_jsonable(result)) if not isinstance(result, list) else [to_jsonable(v) for v in result]
+    if len(values) != len(rows):
+        raise InputError(f"predict returned {len(values)} values for {len(rows)} input rows.")
+    return values
