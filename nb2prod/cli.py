@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("nb2prod.commands.convert", "build", "Build the package, tests, job and image spec."),
     "check": ("nb2prod.commands.convert", "check", "Exit 1 if the build output is stale or the notebook has errors."),
     "inspect": ("nb2prod.commands.convert", "inspect", "Show cells, roles, dependencies, parameters and requirements."),
+    "image": ("nb2prod.commands.image", "image", "Build the container image; render Kubernetes and Kubeflow manifests."),
     "train": ("nb2prod.commands.runs", "train", "Train into a new immutable, versioned run (papermill or python engine)."),
     "runs": ("nb2prod.commands.runs", "runs", "List, show, diff recorded runs and the alias history."),
     "promote": ("nb2prod.commands.runs", "promote", "Point an alias (default production) at a run."),
