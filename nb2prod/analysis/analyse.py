@@ -166,6 +166,8 @@ class _Analyser:
             uses_map[code_cell.index] = code_cell.names.uses
             for role in sorted(code_cell.roles & set(ACCEPTS)):
                 if role == "export":
+                    if (code_cell.roled.module or "core") not in module_needs:
+                        continue  # an invalid module name, already reported
                     needs = module_needs[code_cell.roled.module or "core"]
                 elif role in ("train", "metrics"):
                     needs = job_needs
@@ -421,7 +423,7 @@ class _Analyser:
                 self.error("bad-example-inputs", f"example_inputs {expression!r} is not a Python expression")
                 return None, fit_inputs, ()
             free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-            if free and free <= job_names | set(exported) | BUILTINS:
+            if free <= job_names | set(exported) | BUILTINS:
                 for name in free - job_names:
                     if name in exported:
                         test_needs.package.add((exported[name], name))
