@@ -92,12 +92,18 @@ def check_image_ref(value: object, what: str = "the image reference") -> str:
 
 
 def check_label(key: object, value: object) -> tuple[str, str]:
-    """An OCI label: a reverse-DNS key and a printable one-line value."""
+    """An OCI label: a reverse-DNS key and a printable one-line value without backslashes.
+
+    (A backslash could be escaped for the engine, but hadolint's parser misreads an escaped
+    backslash before a closing quote, and the generated Dockerfile must lint clean.)
+    """
     _check(_LABEL_KEY, key, "the label key", "org.example.team")
     if not isinstance(value, str):
         raise InputError(f"the value of label {key!r} must be a string, not {type(value).__name__}.")
     if len(value) > _LABEL_VALUE_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise InputError(f"the value of label {key!r} must be one printable line of at most {_LABEL_VALUE_MAX} characters.")
+    if "\\" in value:
+        raise InputError(f"the value of label {key!r} contains a backslash, which labels do not accept.")
     return key, value  # type: ignore[return-value]
 
 
@@ -166,7 +172,7 @@ class ImageContext:
         if self.source_sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.source_sha256):
             raise InputError(f"the source hash {self.source_sha256!r} is not a sha256 hex digest.")
         if self.notebook:
-            check_label("io.nb2prod.source.notebook", self.notebook)
+            check_label("io.nb2prod.source.notebook", self.notebook_label)
         for key, value in self.labels.items():
             check_label(key, value)
         if self.serve_entry is not None:
@@ -174,6 +180,11 @@ class ImageContext:
         if isinstance(self.serve_port, bool) or not isinstance(self.serve_port, int) or not 1 <= self.serve_port <= 65535:
             raise InputError(f"the serve port {self.serve_port!r} is not a port number (1-65535).")
         _check(_HEALTH_PATH, self.health_path, "the health check path", "/health")
+
+    @property
+    def notebook_label(self) -> str:
+        """The notebook's file name as a label value (a backslash, rare in names, as `%5C`)."""
+        return self.notebook.replace("\\", "%5C")
 
     @property
     def effective_base_image(self) -> str:
@@ -198,7 +209,7 @@ class ImageContext:
         if self.source_sha256:
             static["io.nb2prod.source.sha256"] = self.source_sha256
         if self.notebook:
-            static["io.nb2prod.source.notebook"] = self.notebook
+            static["io.nb2prod.source.notebook"] = self.notebook_label
         for key, value in self.labels.items():
             static.setdefault(key, value)
         pairs = [(key, docker_quote(value)) for key, value in sorted(static.items())]
