@@ -32,19 +32,36 @@ _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+\Z")
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _QUANTITY = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?\Z")
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
-_KFP_TYPES = {"int": "Integer", "float": "Float", "bool": "Boolean", "str": "String", "list": "JsonArray", "dict": "JsonObject"}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "str": str,
+    "list": list,
+    "dict": dict,
+    "any": (int, float, bool, str, list, dict),
+}
+_KFP_TYPES = {
+    "int": "Integer",
+    "float": "Float",
+    "bool": "Boolean",
+    "str": "String",
+    "list": "JsonArray",
+    "dict": "JsonObject",
+    "any": "String",
+}
 
 
 @dataclass(frozen=True)
 class Parameter:
-    """One parameter of the training job: its name, type (`int`, `float`, `bool`, `str`, `list`,
-    `dict`), default and help text."""
+    """One parameter of the training job, as the build manifest's parameter schema records it:
+    name, type (`int`, `float`, `bool`, `str`, `list`, `dict`, `any`), default, help, nullable."""
 
     name: str
     type: str
     default: Any
     help: str = ""
+    nullable: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isascii() or not self.name.isidentifier():
@@ -56,8 +73,10 @@ class Parameter:
 
     def check_value(self, value: Any, where: str) -> Any:
         """`value` if it fits the parameter's type (an int is a float), else an InputError."""
+        if value is None and self.nullable:
+            return value
         expected = _TYPES[self.type]
-        fits = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        fits = isinstance(value, expected) and not (self.type in ("int", "float") and isinstance(value, bool))
         if self.type == "float" and isinstance(value, int) and not isinstance(value, bool):
             fits = True
         if self.type == "float" and fits and not math.isfinite(float(value)):
@@ -67,9 +86,34 @@ class Parameter:
         return value
 
 
+def parameters_from_schema(schema: Mapping[str, Mapping[str, Any]]) -> tuple[Parameter, ...]:
+    """Parameters from the `parameters` schema of a build's nb2prod.json, in its order."""
+    if not isinstance(schema, Mapping):
+        raise InputError("the parameter schema must map names to their type, default and help.")
+    out = []
+    for name, spec in schema.items():
+        if not isinstance(spec, Mapping):
+            raise InputError(f"the schema of parameter {name!r} must be a mapping.")
+        out.append(
+            Parameter(
+                name=name,
+                type=str(spec.get("type", "any")),
+                default=spec.get("default"),
+                help=str(spec.get("help") or ""),
+                nullable=bool(spec.get("nullable", False)),
+            )
+        )
+    return tuple(out)
+
+
 def cli_value(value: Any) -> str:
     """How a parameter value is spelled on the training job's command line."""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def k8s_literal(text: str) -> str:
+    """`text` for a container's args or env value, where Kubernetes expands `$(VAR)`: `$` -> `$$`."""
+    return text.replace("$", "$$")
 
 
 def k8s_name(dist_name: str, limit: int = 40) -> str:
@@ -113,7 +157,7 @@ class ManifestContext:
     grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     parallelism: int = 2
     runs_claim: str | None = None
-    output_args: tuple[str, ...] = ("--output", RUNS_MOUNT)
+    output_flag: str = "--output"
     cpu: str = "1"
     memory: str = "2Gi"
     source_sha256: str = ""
@@ -154,8 +198,8 @@ class ManifestContext:
                 raise InputError(f"the {what} request {quantity!r} is not a Kubernetes quantity (e.g. '500m', '2Gi').")
         if self.source_sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.source_sha256):
             raise InputError(f"the source hash {self.source_sha256!r} is not a sha256 hex digest.")
-        if not all(isinstance(arg, str) for arg in self.output_args):
-            raise InputError("the output arguments must be strings.")
+        if not isinstance(self.output_flag, str) or not re.fullmatch(r"--[a-z][a-z0-9-]*", self.output_flag):
+            raise InputError(f"the output option {self.output_flag!r} must look like --output.")
 
     @property
     def name(self) -> str:
@@ -212,8 +256,12 @@ def _pod_spec(ctx: ManifestContext, args: list[str], env: list[dict[str, str]] |
 def _train_args(ctx: ManifestContext) -> list[str]:
     args = ["train"]
     for parameter in ctx.parameters:
-        args += [f"--{parameter.name}", cli_value(parameter.default)]
-    return args + list(ctx.output_args)
+        args += [f"--{parameter.name}", k8s_literal(cli_value(parameter.default))]
+    # Each run writes its own folder on the runs volume, named after its pod (unique per run).
+    return args + [ctx.output_flag, f"{RUNS_MOUNT}/$(RUN_NAME)"]
+
+
+_RUN_NAME_ENV = {"name": "RUN_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
 
 
 def _job(ctx: ManifestContext, component: str, pod: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +277,7 @@ def train_job(ctx: ManifestContext) -> dict[str, Any]:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _metadata(ctx, f"{ctx.name}-train", "train"),
-        "spec": _job(ctx, "train", _pod_spec(ctx, _train_args(ctx))),
+        "spec": _job(ctx, "train", _pod_spec(ctx, _train_args(ctx), env=[_RUN_NAME_ENV])),
     }
 
 
@@ -245,7 +293,7 @@ def retrain_cronjob(ctx: ManifestContext) -> dict[str, Any]:
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
                 "metadata": {"labels": _labels(ctx, "retrain")},
-                "spec": _job(ctx, "retrain", _pod_spec(ctx, _train_args(ctx))),
+                "spec": _job(ctx, "retrain", _pod_spec(ctx, _train_args(ctx), env=[_RUN_NAME_ENV])),
             },
         },
     }
@@ -254,7 +302,17 @@ def retrain_cronjob(ctx: ManifestContext) -> dict[str, Any]:
 def sweep_job(ctx: ManifestContext) -> dict[str, Any]:
     points = ctx.sweep_points()
     grid_json = json.dumps(points, sort_keys=True, separators=(",", ":"))
-    pod = _pod_spec(ctx, ["sweep", *ctx.output_args], env=[{"name": "NB2PROD_SWEEP_GRID", "value": grid_json}])
+    env = [
+        {"name": "NB2PROD_SWEEP_GRID", "value": k8s_literal(grid_json)},
+        {"name": "SWEEP_JOB", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
+        {
+            "name": "SWEEP_INDEX",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}},
+        },
+    ]
+    # The entry point picks grid point $JOB_COMPLETION_INDEX; each point writes its own folder.
+    args = ["sweep", ctx.output_flag, f"{RUNS_MOUNT}/$(SWEEP_JOB)/point-$(SWEEP_INDEX)"]
+    pod = _pod_spec(ctx, args, env=env)
     spec = {
         "completionMode": "Indexed",
         "completions": len(points),
@@ -286,8 +344,7 @@ def kubeflow_component(ctx: ManifestContext) -> dict[str, Any]:
             entry["description"] = parameter.help
         inputs.append(entry)
         args += [f"--{parameter.name}", {"inputValue": parameter.name}]
-    output_flag = ctx.output_args[0] if ctx.output_args else "--output"
-    args += [output_flag, {"outputPath": "run"}]
+    args += [ctx.output_flag, {"outputPath": "run"}]
     description = ctx.description or f"Train {ctx.dist_name} {ctx.version} (generated by nb2prod {__version__})."
     return {
         "name": f"{ctx.dist_name} train",

@@ -1,0 +1,301 @@
+"""Cluster manifests: offline Kubernetes validation, the sweep grid, the Kubeflow component, injection."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from nb2prod.errors import InputError
+from nb2prod.manifests import (
+    ManifestContext,
+    Parameter,
+    expand_grid,
+    k8s_literal,
+    parameters_from_schema,
+    parse_grid,
+    render_manifest_files,
+)
+
+PARAMS = (
+    Parameter("n_estimators", "int", 100, "number of trees"),
+    Parameter("fraud_rate", "float", 0.02, "share of fraud"),
+    Parameter("balanced", "bool", True),
+    Parameter("label", "str", "is_fraud"),
+    Parameter("features", "list", ["a", "b"]),
+)
+K8S_VERSIONS = ("1.29.0", "latest")
+
+
+def make_ctx(**changes: Any) -> ManifestContext:
+    values: dict[str, Any] = dict(
+        dist_name="fraud-detection",
+        version="0.1.0",
+        image="registry.example.com/ml/fraud-detection:0.1.0",
+        parameters=PARAMS,
+        grid={"n_estimators": [50, 100, 200], "fraud_rate": [0.01, 0.05]},
+        source_sha256="cd" * 32,
+    )
+    values.update(changes)
+    return ManifestContext(**values)
+
+
+def documents(text: str) -> list[Any]:
+    return list(yaml.safe_load_all(text))
+
+
+def validate(document: dict[str, Any], version: str) -> None:
+    import kubernetes_validate
+
+    if version == "latest":
+        version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(document, version, strict=True)
+
+
+def k8s_expand(text: str, env: dict[str, str]) -> str:
+    """What Kubernetes makes of `$(VAR)` and `$$` in a container's args and env values."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            if text[i + 1] == "$":
+                out.append("$")
+                i += 2
+                continue
+            match = re.match(r"\(([A-Za-z_][A-Za-z0-9_]*)\)", text[i + 1 :])
+            if match and match.group(1) in env:
+                out.append(env[match.group(1)])
+                i += 1 + match.end()
+                continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def test_files_and_determinism() -> None:
+    files = render_manifest_files(make_ctx())
+    assert sorted(files) == [
+        "k8s/retrain-cronjob.yaml",
+        "k8s/sweep-job.yaml",
+        "k8s/train-job.yaml",
+        "kubeflow/component.yaml",
+    ]
+    assert render_manifest_files(make_ctx()) == files
+    assert "k8s/sweep-job.yaml" not in render_manifest_files(make_ctx(grid={}))
+    for text in files.values():
+        assert len(documents(text)) == 1
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("path", ["k8s/train-job.yaml", "k8s/retrain-cronjob.yaml", "k8s/sweep-job.yaml"])
+def test_kubernetes_validate_accepts_every_manifest(path: str, version: str) -> None:
+    (document,) = documents(render_manifest_files(make_ctx())[path])
+    validate(document, version)
+
+
+def test_kubernetes_validate_runs_for_real() -> None:
+    """The validation above could fail: a wrong field type and an unknown field are both refused."""
+    import kubernetes_validate
+
+    (document,) = documents(render_manifest_files(make_ctx())["k8s/sweep-job.yaml"])
+    document["spec"]["completions"] = "eighteen"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(document, "latest")
+    (document,) = documents(render_manifest_files(make_ctx())["k8s/train-job.yaml"])
+    document["spec"]["template"]["spec"]["containers"][0]["imageName"] = "x"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(document, "latest")
+
+
+def test_train_job_runs_the_image_with_every_parameter() -> None:
+    (job,) = documents(render_manifest_files(make_ctx())["k8s/train-job.yaml"])
+    assert job["kind"] == "Job" and job["metadata"]["name"] == "fraud-detection-train"
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.example.com/ml/fraud-detection:0.1.0"
+    args = container["args"]
+    assert args[0] == "train"
+    pairs = dict(zip(args[1:-2:2], args[2:-2:2]))
+    assert pairs == {
+        "--n_estimators": "100",
+        "--fraud_rate": "0.02",
+        "--balanced": "true",
+        "--label": "is_fraud",
+        "--features": '["a", "b"]',
+    }
+    assert args[-2:] == ["--output", "/runs/$(RUN_NAME)"]
+    assert {"name": "RUN_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "fraud-detection-runs"
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["metadata"]["annotations"]["nb2prod.io/source-sha256"] == "cd" * 32
+
+
+def test_cronjob_schedule_and_no_overlap() -> None:
+    (cron,) = documents(render_manifest_files(make_ctx(schedule="30 2 * * *"))["k8s/retrain-cronjob.yaml"])
+    assert cron["kind"] == "CronJob"
+    assert cron["spec"]["schedule"] == "30 2 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "train" and container["image"].endswith("fraud-detection:0.1.0")
+    assert len(cron["metadata"]["name"]) <= 52  # CronJob names leave room for the Job suffix
+
+
+def test_sweep_is_an_indexed_job_over_the_whole_grid() -> None:
+    ctx = make_ctx(parallelism=4)
+    (job,) = documents(render_manifest_files(ctx)["k8s/sweep-job.yaml"])
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == 6 and spec["parallelism"] == 4
+    assert spec["maxFailedIndexes"] == 6 and spec["backoffLimitPerIndex"] == 0
+    container = spec["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    grid = json.loads(k8s_expand(env["NB2PROD_SWEEP_GRID"]["value"], {}))
+    assert grid == expand_grid(ctx.grid)
+    assert {tuple(sorted(point.items())) for point in grid} == {
+        (("fraud_rate", rate), ("n_estimators", n)) for rate in (0.01, 0.05) for n in (50, 100, 200)
+    }
+    assert container["args"] == ["sweep", "--output", "/runs/$(SWEEP_JOB)/point-$(SWEEP_INDEX)"]
+    annotation = env["SWEEP_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert annotation == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    small = make_ctx(grid={"n_estimators": [1]}, parallelism=8)
+    (one,) = documents(render_manifest_files(small)["k8s/sweep-job.yaml"])
+    assert one["spec"]["completions"] == 1 and one["spec"]["parallelism"] == 1
+
+
+def test_kubeflow_component_declares_every_parameter() -> None:
+    (component,) = documents(render_manifest_files(make_ctx())["kubeflow/component.yaml"])
+    assert component["name"] == "fraud-detection train"
+    inputs = {i["name"]: i for i in component["inputs"]}
+    assert {name: i["type"] for name, i in inputs.items()} == {
+        "n_estimators": "Integer",
+        "fraud_rate": "Float",
+        "balanced": "Boolean",
+        "label": "String",
+        "features": "JsonArray",
+    }
+    assert inputs["n_estimators"]["default"] == "100" and inputs["n_estimators"]["description"] == "number of trees"
+    container = component["implementation"]["container"]
+    assert container["image"] == "registry.example.com/ml/fraud-detection:0.1.0"
+    assert container["command"] == ["/opt/venv/bin/python", "/opt/app/entrypoint.py", "train"]
+    referenced = [a["inputValue"] for a in container["args"] if isinstance(a, dict) and "inputValue" in a]
+    assert referenced == [p.name for p in PARAMS]
+    for position, arg in enumerate(container["args"]):
+        if isinstance(arg, dict) and "inputValue" in arg:
+            assert container["args"][position - 1] == f"--{arg['inputValue']}"
+    assert container["args"][-2:] == ["--output", {"outputPath": "run"}]
+    assert [o["name"] for o in component["outputs"]] == ["run"]
+
+
+# --- injection: values stay values ------------------------------------------------------------
+
+HOSTILE_STRINGS = [
+    "a: b\n- c",
+    "---\napiVersion: v1\nkind: Secret",
+    "$(RUN_NAME) $$(X) $HOME",
+    "!!python/object/apply:os.system ['id']",
+    "{x: 1}",
+    "&anchor *anchor",
+    "'\"\\ # %",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_STRINGS)
+def test_hostile_strings_stay_one_value(hostile: str) -> None:
+    params = (*PARAMS[:3], Parameter("label", "str", hostile, hostile), PARAMS[4])
+    ctx = make_ctx(parameters=params, grid={"label": [hostile, "plain"]}, description=hostile)
+    files = render_manifest_files(ctx)
+    for path, text in files.items():
+        (document,) = documents(text)  # still one document each
+        if path.startswith("k8s/"):
+            validate(document, "latest")
+    (job,) = documents(files["k8s/train-job.yaml"])
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    args = [k8s_expand(a, {"RUN_NAME": "pod-1"}) for a in container["args"]]
+    assert args[args.index("--label") + 1] == hostile
+    assert args[-1] == "/runs/pod-1"
+    assert len(container["args"]) == 1 + 2 * len(params) + 2
+    (sweep,) = documents(files["k8s/sweep-job.yaml"])
+    env = sweep["spec"]["template"]["spec"]["containers"][0]["env"]
+    grid = json.loads(k8s_expand(env[0]["value"], {"RUN_NAME": "pod-1"}))
+    assert [p["label"] for p in grid] == [hostile, "plain"]
+    (component,) = documents(files["kubeflow/component.yaml"])
+    assert component["description"] == hostile
+    assert {i["name"]: i["default"] for i in component["inputs"]}["label"] == hostile
+
+
+def test_k8s_literal_round_trips_through_expansion() -> None:
+    for text in ("$(RUN_NAME)", "$$", "a$b", "$", "price $5 $(X"):
+        assert k8s_expand(k8s_literal(text), {"RUN_NAME": "pod", "X": "x"}) == text
+
+
+BAD = [
+    ({"dist_name": "fraud\nkind: Secret"}, "distribution name"),
+    ({"image": "fraud:1.0\n  command: [sh]"}, "image"),
+    ({"image": "fraud detection:1"}, "image"),
+    ({"schedule": "* * * *"}, "schedule"),
+    ({"schedule": "0 3 * * 1\nsuspend: true"}, "schedule"),
+    ({"grid": {"unknown": [1]}}, "not a parameter"),
+    ({"grid": {"n_estimators": [1, "many"]}}, "not a valid int"),
+    ({"grid": {"n_estimators": []}}, "non-empty list"),
+    ({"grid": {"balanced": [1]}}, "not a valid bool"),
+    ({"grid": {"n_estimators": list(range(200)), "fraud_rate": [0.1] * 60}}, "at most"),
+    ({"runs_claim": "Runs_Claim"}, "DNS-1123"),
+    ({"cpu": "1; rm"}, "quantity"),
+    ({"parallelism": 0}, "positive"),
+    ({"output_flag": "--output\n- x"}, "output option"),
+    ({"parameters": (Parameter("n", "int", "ten"),)}, "not a valid int"),
+]
+
+
+@pytest.mark.parametrize(("changes", "fragment"), BAD, ids=[f"bad-{i}" for i in range(len(BAD))])
+def test_bad_inputs_are_refused(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(InputError) as info:
+        make_ctx(**changes)
+    assert fragment in info.value.message
+
+
+def test_parameter_names_must_be_identifiers() -> None:
+    with pytest.raises(InputError, match="identifier"):
+        Parameter("n estimators: 3", "int", 1)
+    with pytest.raises(InputError, match="type"):
+        Parameter("n", "tuple", 1)
+
+
+def test_parse_grid_types_values_with_the_schema() -> None:
+    grid = parse_grid(
+        ["n_estimators=50,100", "fraud_rate=0.01,1", "balanced=true,false", "label=a b,c", 'features=[["x"],["x","y"]]'],
+        PARAMS,
+    )
+    assert grid == {
+        "n_estimators": [50, 100],
+        "fraud_rate": [0.01, 1.0],
+        "balanced": [True, False],
+        "label": ["a b", "c"],
+        "features": [["x"], ["x", "y"]],
+    }
+    assert isinstance(grid["fraud_rate"][1], float)
+    with pytest.raises(InputError, match="NAME=VALUE1,VALUE2"):
+        parse_grid(["n_estimators"], PARAMS)
+    with pytest.raises(InputError, match="not a parameter"):
+        parse_grid(["trees=1,2"], PARAMS)
+    with pytest.raises(InputError, match="not a valid int"):
+        parse_grid(["n_estimators=1.5"], PARAMS)
+
+
+def test_parameters_from_the_build_schema() -> None:
+    schema = {
+        "n_estimators": {"type": "int", "default": 100, "help": "trees", "nullable": False},
+        "threshold": {"type": "float", "default": None, "help": "", "nullable": True},
+    }
+    params = parameters_from_schema(schema)
+    assert [(p.name, p.type, p.default, p.nullable) for p in params] == [
+        ("n_estimators", "int", 100, False),
+        ("threshold", "float", None, True),
+    ]
+    ctx = make_ctx(parameters=params, grid={"threshold": [None, 0.5]})
+    (job,) = documents(render_manifest_files(ctx)["k8s/train-job.yaml"])
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--threshold") + 1] == "null"
