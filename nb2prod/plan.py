@@ -11,7 +11,6 @@ from typing import Any
 
 from nb2prod import __version__
 from nb2prod.analysis.analyse import Analysis, CodeCell
-from nb2prod.analysis.requirements import installed_version
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,7 @@ def plan_build(analysis: Analysis) -> Plan:
     }
     files.append(PlannedFile("tests/conftest.py", "package/tests/conftest.py.j2", base))
     files.append(PlannedFile("tests/test_contract.py", "package/tests/test_contract.py.j2", context))
-    pytest_version = installed_version("pytest")
-    files.append(PlannedFile("pyproject.toml", "package/pyproject.toml.j2", {**base, "pytest_spec": f"pytest=={pytest_version}" if pytest_version else "pytest"}))
+    files.append(PlannedFile("pyproject.toml", "package/pyproject.toml.j2", {**base, "pytest_spec": "pytest>=7"}))
     files.append(PlannedFile("README.md", "package/README.md.j2", base))
     files.append(PlannedFile("requirements.lock", "package/requirements.lock.j2", base))
     files.append(PlannedFile("Dockerfile", None))

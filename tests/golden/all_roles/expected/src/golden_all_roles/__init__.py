@@ -1,0 +1,6 @@
+"""golden-all-roles: built by nb2prod from notebook.ipynb."""
+
+from .core import grow
+
+__version__ = "0.1.0"
+__all__ = ["grow"]

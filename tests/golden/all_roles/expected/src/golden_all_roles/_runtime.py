@@ -1,0 +1,362 @@
+"""Run-time helpers that every generated package carries as `_runtime.py`.
+
+This file is copied verbatim into generated packages, so it depends on the standard library only
+(joblib and pandas are imported when used) and on nothing else from nb2prod.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+MODEL_FILE = "model.joblib"
+TYPES = ("int", "float", "str", "bool", "list", "dict", "any")
+
+
+class QualityGateError(AssertionError):
+    """A metrics gate of the notebook failed; the run must not be promoted."""
+
+
+class ParameterError(ValueError):
+    """A parameter value that does not fit the parameter schema."""
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model file whose sha256 is not the one recorded when it was saved."""
+
+
+def coerce(name: str, spec: Mapping[str, Any], value: Any) -> Any:
+    """Convert `value` (a Python value, or text from a command line) to the parameter's type."""
+    kind = spec.get("type", "any")
+    if value is None:
+        if spec.get("nullable"):
+            return None
+        raise ParameterError(f"parameter {name!r} cannot be None")
+    if isinstance(value, str) and kind not in ("str", "any"):
+        value = _parse_text(name, kind, value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    elif kind == "list":
+        if isinstance(value, (list, tuple)):
+            return list(value)
+    elif kind == "dict":
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    raise ParameterError(
+        f"parameter {name!r} must be a {kind}, not {type(value).__name__} {value!r}"
+    )
+
+
+def _parse_text(name: str, kind: str, text: str) -> Any:
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ParameterError(f"parameter {name!r} must be true or false, not {text!r}")
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ParameterError(
+                f"parameter {name!r} must be a whole number, not {text!r}"
+            ) from None
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ParameterError(
+                f"parameter {name!r} must be a number, not {text!r}"
+            ) from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ParameterError(
+            f"parameter {name!r} must be a {kind} written as JSON, not {text!r}"
+        ) from None
+
+
+def coerce_all(
+    schema: Mapping[str, Mapping[str, Any]], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    unknown = sorted(set(values) - set(schema))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter {unknown[0]!r}; the parameters are: {', '.join(schema) or 'none'}"
+        )
+    return {name: coerce(name, schema[name], value) for name, value in values.items()}
+
+
+def parse_overrides(
+    argv: Sequence[str], schema: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`--name value` pairs → typed parameter values; `--output DIR` and `--model-variable` are options."""
+    values: dict[str, Any] = {}
+    options: dict[str, str] = {}
+    args = list(argv)
+    while args:
+        flag = args.pop(0)
+        if not flag.startswith("--"):
+            raise ParameterError(f"expected --NAME VALUE, got {flag!r}")
+        key = flag[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif args:
+            value = args.pop(0)
+        else:
+            raise ParameterError(f"{flag} needs a value")
+        if key in ("output",):
+            options[key] = value
+            continue
+        name = key.replace("-", "_")
+        if name not in schema:
+            raise ParameterError(
+                f"unknown parameter {name!r}; the parameters are: {', '.join(schema) or 'none'}"
+            )
+        values[name] = coerce(name, schema[name], value)
+    return values, options
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(model: Any, directory: str | os.PathLike[str]) -> tuple[Path, str]:
+    """Save with joblib; return the file and its sha256 (also written beside it)."""
+    import joblib
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MODEL_FILE
+    joblib.dump(model, path)
+    digest = sha256_file(path)
+    (folder / (MODEL_FILE + ".sha256")).write_text(digest + "\n", encoding="utf-8")
+    return path, digest
+
+
+def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
+    """Load a model only if its sha256 matches (`sha256`, else the `.sha256` file beside it)."""
+    import joblib
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if sha256 is None:
+        recorded = path.with_name(path.name + ".sha256")
+        if not recorded.is_file():
+            raise ModelIntegrityError(
+                f"{path}: no sha256 given and no {recorded.name} beside it, so the model is not loaded"
+            )
+        sha256 = recorded.read_text(encoding="utf-8").strip()
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ModelIntegrityError(
+            f"{path}: sha256 is {actual[:12]}…, expected {sha256[:12]}…; the file changed since it was saved, so it is not loaded"
+        )
+    return joblib.load(path)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (ValueError, TypeError):
+            pass
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def save_outputs(
+    directory: str | os.PathLike[str],
+    namespace: Mapping[str, Any],
+    model_variable: str,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write the model, its sha256, the metrics and the parameters of a finished job."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    _, digest = save_model(namespace[model_variable], folder)
+    metrics = to_jsonable(namespace.get("metrics") or {})
+    (folder / "metrics.json").write_text(
+        json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    (folder / "params.json").write_text(
+        json.dumps(to_jsonable(dict(params)), indent=2, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    return {"model": MODEL_FILE, "sha256": digest, "metrics": metrics}
+
+
+def read_inputs(path: str) -> Any:
+    """CSV or JSON lines → a pandas DataFrame when pandas is installed, else a list of records."""
+    handle = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="")
+    with handle:
+        text = handle.read()
+    stripped = text.lstrip()
+    if path.endswith((".jsonl", ".json", ".ndjson")) or stripped.startswith(("{", "[")):
+        if stripped.startswith("["):
+            records = json.loads(stripped)
+        else:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+        records = [{k: _number(v) for k, v in row.items()} for row in rows]
+    try:
+        import pandas
+    except ImportError:
+        return records
+    return pandas.DataFrame.from_records(records)
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def locate(
+    source_map: Mapping[str, Sequence[Sequence[Any]]], filename: str, line: int
+) -> str | None:
+    """Name the notebook cell that generated `line` of `filename` (a generated module)."""
+    entries = source_map.get(Path(filename).name)
+    if not entries:
+        return None
+    for start, end, cell, cell_id, role, lines in entries:
+        if start <= line <= end:
+            cell_line = None
+            for out_line, src_line in lines:
+                if out_line <= line:
+                    cell_line = src_line
+            where = f"notebook cell {cell + 1} (id {cell_id}, {role})"
+            return f"{where}, line {cell_line}" if cell_line else where
+    return None
+
+
+def describe_exception(
+    exc: BaseException, source_map: Mapping[str, Sequence[Sequence[Any]]]
+) -> str:
+    """One sentence: the error and the notebook cell it came from (innermost generated frame)."""
+    place = None
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        place = locate(source_map, frame.filename, frame.lineno or 0)
+        if place:
+            break
+    message = f"{type(exc).__name__}: {exc}"
+    return f"{message} (in {place})" if place else message
+
+
+def source_map() -> dict[str, Any]:
+    """The map from generated lines to notebook cells, shipped beside this module."""
+    path = Path(__file__).with_name("_sourcemap.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def train_main(
+    argv: Sequence[str] | None,
+    run: Any,
+    params_class: Any,
+    model_variable: str,
+    program: str,
+) -> int:
+    """The generated `NAME-train` command: parse overrides, run the job, save model and metrics."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        names = ", ".join(f"--{name}" for name in params_class.schema())
+        print(
+            f"usage: {program}-train [--PARAMETER VALUE]... [--output DIR]\nparameters: {names or 'none'}"
+        )
+        return 0
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        values, options = parse_overrides(args, params_class.schema())
+        params = params_class(**values)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        namespace = run(params)
+    except QualityGateError as exc:
+        print(
+            f"quality gate failed: {describe_exception(exc, source_map())}",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"error: {describe_exception(exc, source_map())}", file=sys.stderr)
+        return 1
+    saved = save_outputs(
+        options.get("output", "model"), namespace, model_variable, params.to_dict()
+    )
+    print(
+        json.dumps({"output": options.get("output", "model"), **saved}, sort_keys=True)
+    )
+    return 0
+
+
+def predict_main(argv: Sequence[str] | None, predict: Any, program: str) -> int:
+    """The generated `NAME-predict MODEL INPUT [--sha256 HEX]` command: JSON lines out."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]) or len(args) < 2:
+        print(
+            f"usage: {program}-predict MODEL INPUT [--sha256 HEX]  (INPUT: CSV or JSON lines, - for stdin)"
+        )
+        return 0 if args[:1] in (["-h"], ["--help"]) else 2
+    sha256 = None
+    if "--sha256" in args:
+        position = args.index("--sha256")
+        sha256 = args[position + 1] if position + 1 < len(args) else None
+        del args[position : position + 2]
+    try:
+        model = load_model(args[0], sha256)
+        inputs = read_inputs(args[1])
+        outputs = predict(model, inputs)
+    except (ModelIntegrityError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"error: {describe_exception(exc, source_map())}", file=sys.stderr)
+        return 1
+    for value in outputs:
+        print(json.dumps(to_jsonable(value)))
+    return 0
