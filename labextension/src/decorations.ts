@@ -97,6 +97,12 @@ function renderBadges(cell: Cell): void {
   cell.node.classList.add(TAGGED_CLASS);
 }
 
+/** End the text as a sentence (findings' messages are written without the final stop). */
+function sentence(text: string): string {
+  const trimmed = text.trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
 function renderFindings(cell: Cell, findings: IFinding[]): void {
   cell.node.querySelector(`:scope > .${FINDINGS_CLASS}`)?.remove();
   cell.node.classList.remove(HAS_ERROR_CLASS, HAS_NOTE_CLASS);
@@ -112,8 +118,8 @@ function renderFindings(cell: Cell, findings: IFinding[]): void {
       finding.location?.line !== null && finding.location?.line !== undefined
         ? `line ${finding.location.line}: `
         : '';
-    item.textContent = `nb2prod ${finding.severity}: ${where}${finding.message}${
-      finding.fix ? ' ' + finding.fix : ''
+    item.textContent = `nb2prod ${finding.severity}: ${where}${sentence(finding.message)}${
+      finding.fix ? ' ' + sentence(finding.fix) : ''
     }`;
     box.appendChild(item);
   }

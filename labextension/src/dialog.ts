@@ -73,8 +73,11 @@ function findingList(
     }
     // The other cell involved, e.g. the untagged cell that defines a name: often the one to tag.
     const related = cellLink(finding.related, 'jp-nb2prod-related-link', panel, close);
-    if (related) {
-      const line = element('span', 'jp-nb2prod-finding-related', 'See ');
+    if (related && finding.related) {
+      const line = element('span', 'jp-nb2prod-finding-related', 'Related: ');
+      if (!finding.related.role && finding.related.cell_id) {
+        related.textContent = `${describeLocation(finding.related)} (id ${finding.related.cell_id})`;
+      }
       line.appendChild(related);
       item.appendChild(line);
     }
@@ -110,9 +113,13 @@ function successBody(reply: IBuildReply, body: HTMLElement, panel: NotebookPanel
 
 function errorBody(reply: IBuildReply, body: HTMLElement, panel: NotebookPanel, close: () => void): void {
   const kind = reply.error?.kind ?? 'error';
-  body.appendChild(
-    element('p', `jp-nb2prod-error jp-nb2prod-error-${kind}`, reply.error?.message ?? 'The build failed.')
-  );
+  const located = reply.findings.some(f => cellIndexOf(panel.content, f.location) !== null);
+  if (!located) {
+    // Nothing to link to (unreadable notebook, hand-edited output...): the message says it all.
+    body.appendChild(
+      element('p', `jp-nb2prod-error jp-nb2prod-error-${kind}`, reply.error?.message ?? 'The build failed.')
+    );
+  }
   if (reply.findings.length > 0) {
     body.appendChild(
       element('p', 'jp-nb2prod-hint', 'Follow a link to the cell that must change.')
