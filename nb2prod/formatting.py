@@ -20,6 +20,7 @@ from pathlib import Path
 
 WRAPPER = "def _nb2prod_chunk():\n"
 PARALLEL_THRESHOLD = 64  # uncached chunks below this are formatted in-process
+CACHE_VERSION = 2  # bump when what is cached changes
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def _black_version() -> str:
 
 def format_jobs(jobs: list[FormatJob], line_length: int) -> list[Formatted]:
     version = _black_version()
-    keys = [hashlib.sha256(f"{version}|{line_length}|{job.indent}|{job.code}".encode()).hexdigest() for job in jobs]
+    keys = [hashlib.sha256(f"{CACHE_VERSION}|{version}|{line_length}|{job.indent}|{job.code}".encode()).hexdigest() for job in jobs]
     folder = cache_dir()
     results: list[Formatted | None] = []
     for key in keys:
@@ -101,18 +102,22 @@ def format_chunk(job: FormatJob, line_length: int) -> Formatted:
     import black
 
     mode = black.Mode(line_length=line_length)
-    source_starts = [node.lineno for node in ast.parse(job.code).body]
+    source_starts = _statement_lines(ast.parse(job.code))
     if job.indent == 0:
         text = black.format_str(job.code, mode=mode).rstrip("\n")
-        formatted_starts = [node.lineno for node in ast.parse(text).body]
+        formatted_starts = _statement_lines(ast.parse(text))
     else:
         wrapped = WRAPPER + indent_code(job.code, job.indent) + "\n"
         out = black.format_str(wrapped, mode=mode)
-        function = ast.parse(out).body[0]
-        formatted_starts = [node.lineno - 1 for node in function.body]  # type: ignore[attr-defined]
+        formatted_starts = [line - 1 for line in _statement_lines(ast.parse(out))[1:]]  # minus the wrapper
         text = out.split("\n", 1)[1].rstrip("\n")
-    pairs = tuple(zip(formatted_starts, source_starts)) if len(formatted_starts) == len(source_starts) else ()
+    # black keeps the syntax tree, so statements pair up one to one in breadth-first order
+    pairs = tuple(sorted(zip(formatted_starts, source_starts))) if len(formatted_starts) == len(source_starts) else ()
     return Formatted(text, pairs)
+
+
+def _statement_lines(tree: ast.AST) -> list[int]:
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.stmt)]
 
 
 def format_module(text: str, line_length: int) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from nb2prod import __version__
 from nb2prod.analysis.analyse import Analysis, CodeCell
+from nb2prod.analysis.names import drop_display_statements
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,11 @@ class Chunk:
     cell: CodeCell
     role: str
     indent: int  # 0: module level; 4: inside a function body
+    in_module: bool = True  # False for notebook cells (job/train.ipynb), where a bare name displays
+
+    @property
+    def code(self) -> str:
+        return drop_display_statements(self.cell.code) if self.in_module else self.cell.code
 
     @property
     def header(self) -> str:
@@ -81,7 +87,7 @@ def plan_build(analysis: Analysis) -> Plan:
         chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 4) for cell in analysis.job_cells)
         context = {**base, "imports": analysis.job_needs.sorted_imports(), "package_imports": analysis.job_needs.sorted_package()}
         files.append(PlannedFile(f"{src}/train.py", "package/train.py.j2", context, chunks))
-        job_chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 0) for cell in analysis.job_cells)
+        job_chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 0, in_module=False) for cell in analysis.job_cells)
         files.append(PlannedFile("job/train.ipynb", None))
     predict_chunks = tuple(Chunk(next(keys), cell, "predict", 0) for cell in analysis.predict_cells)
     context = {**base, "imports": analysis.predict_needs.sorted_imports(), "package_imports": analysis.predict_needs.sorted_package()}

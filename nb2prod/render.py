@@ -128,7 +128,7 @@ def render(plan: Plan) -> Rendered:
 
 
 def _chunk_job(chunk: Chunk) -> tuple[FormatJob, int]:
-    lines = chunk.cell.code.split("\n")
+    lines = chunk.code.split("\n")
     lead = 0
     while lead < len(lines) and not lines[lead].strip():
         lead += 1

@@ -141,3 +141,27 @@ def test_generated_code_never_carries_notebook_text_as_code(tmp_path: Path) -> N
     assert "os.system" in params  # only inside string literals
     calls = [n for n in ast.walk(module) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "system"]
     assert calls == []
+
+
+def test_runtime_errors_point_at_the_notebook_cell(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write_notebook(
+        tmp_path / "fails.ipynb",
+        [
+            cell("divisor = 0  # makes training fail", "parameters"),
+            cell("def ratio(a, b):\n    return a / b", "export"),
+            cell("values = [1, 2]\n\nmodel = ratio(sum(values), divisor)", "train", cell_id="fit"),
+        ],
+    )
+    out = tmp_path / "out"
+    api.build(path, output=out)
+    env = {**os.environ, "PYTHONPATH": str(out / "src")}
+    result = subprocess.run([sys.executable, "-m", "fails.train"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert "ZeroDivisionError" in result.stderr
+    assert "notebook cell 2 (id c1, export), line 2" in result.stderr  # the innermost generated frame
+    ok = subprocess.run([sys.executable, "-m", "fails.train", "--divisor", "2", "--output", str(tmp_path / "m")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "m" / "model.joblib").is_file()

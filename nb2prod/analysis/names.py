@@ -208,3 +208,16 @@ def blank_lines(code: str, lines: frozenset[int]) -> str:
         if 0 < line <= len(out):
             out[line - 1] = ""
     return "\n".join(out)
+
+
+def drop_display_statements(code: str) -> str:
+    """Blank top-level statements that only display a value in Jupyter (`metrics`, `df.shape`):
+    in a module they do nothing. Line numbers are kept."""
+    tree = ast.parse(code)
+    lines: set[int] = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, (ast.Name, ast.Attribute, ast.Constant)):
+            if isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str):
+                continue  # a docstring-like string stays
+            lines.update(range(statement.lineno, (statement.end_lineno or statement.lineno) + 1))
+    return blank_lines(code, frozenset(lines))
