@@ -500,8 +500,9 @@ def build_image(
 ) -> ImageBuildResult:
     """Build the image of a build folder (one that holds a Dockerfile) and tag it.
 
-    `offline=True` first fills `wheelhouse` (default `BUILD_DIR/wheelhouse`) on the host, so the
-    build reaches no package index. `progress` receives the engine's output as it streams.
+    `offline=True` first fills `wheelhouse` (default `BUILD_DIR/wheelhouse`) on the host, then
+    builds with no network at all (every pip call installs from the wheelhouse). `progress`
+    receives the engine's output as it streams.
     """
     build_dir = Path(build_dir)
     if not (build_dir / "Dockerfile").is_file():
@@ -532,6 +533,8 @@ def build_image(
             forcerm=True,
             nocache=nocache,
             pull=False,
+            # Offline means offline: the build's containers get no network at all.
+            network_mode="none" if offline else None,
         )
         for chunk in stream:
             if "stream" in chunk:
@@ -571,7 +574,7 @@ def build_image(
         tags=tuple(sorted(info.get("RepoTags") or [])),
         size=int(info.get("Size", 0)),
         steps=_parse_steps(log),
-        offline=bool(offline or (wheelhouse is not None and any(Path(wheelhouse).glob("*.whl")))),
+        offline=offline,
         log=log,
     )
 
