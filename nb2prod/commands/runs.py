@@ -238,5 +238,5 @@ def predict(run: str, input_path: Path, input_format: str, store: Path | None) -
     from nb2prod.runs.predicting import predict_rows, read_rows
 
     rows = read_rows(input_path, input_format)
-    for value in predict_rows(_open_store(store), run, rows):
+    for value in predict_rows(_open_store(store), run, rows, source="stdin" if str(input_path) == "-" else str(input_path)):
         click.echo(json.dumps(value))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class BuildInfo:
     parameters: dict[str, ParameterSpec]
     nb2prod_version: str
     raw: dict[str, Any]
+    cell_roles: dict[int, tuple[str, ...]] = field(default_factory=dict)  # notebook cell index → roles
 
     @property
     def src_dir(self) -> Path:
@@ -65,23 +66,27 @@ def read_build(build_dir: Path) -> BuildInfo:
         raise InputError(
             f"{build_dir} has no {JOB.as_posix()}: the notebook has no train cells, so there is no job to run."
         )
-    name = _get(data, "name", "dist", "package.name", "config.name")
-    package = _get(data, "package", "import_name", "package.import_name")
+    name = _get(data, "package.name", "name", "dist", "config.name")
+    package = _get(data, "package.import", "package.import_name", "import_name", "package")
     if isinstance(package, dict):
-        package = package.get("import_name") or package.get("name")
+        package = None
     if not package:
         src = [p.name for p in (build_dir / "src").iterdir() if p.is_dir() and (p / "__init__.py").exists()]
         package = src[0] if len(src) == 1 else None
     if not package:
         raise InputError(f"{manifest} does not name the package and src/ holds no single package.")
     name = str(name or str(package).replace("_", "-"))
-    notebook_text = _get(data, "source.notebook", "notebook.path", "notebook")
+    notebook_text = _get(data, "source.path", "notebook.path", "source.notebook", "notebook")
     notebook: Path | None = None
     if isinstance(notebook_text, str):
         candidate = Path(notebook_text)
         notebook = (candidate if candidate.is_absolute() else (build_dir / candidate)).resolve()
     workdir = notebook.parent if notebook is not None and notebook.parent.is_dir() else build_dir
     schema = _get(data, "parameter_schema", "parameters", "params")
+    cell_roles: dict[int, tuple[str, ...]] = {}
+    for cell in data.get("cells", []) if isinstance(data.get("cells"), list) else []:
+        if isinstance(cell, dict) and isinstance(cell.get("index"), int):
+            cell_roles[cell["index"]] = tuple(str(r) for r in cell.get("roles", ()))
     return BuildInfo(
         build_dir=build_dir,
         name=name,
@@ -90,11 +95,12 @@ def read_build(build_dir: Path) -> BuildInfo:
         notebook_sha256=_get(data, "source.sha256", "notebook.sha256", "source_sha256", "notebook_sha256"),
         workdir=workdir,
         model_variable=str(_get(data, "config.model_variable", "model_variable") or "model"),
-        contract_expression=_get(data, "config.contract_variable", "contract_variable", "fit_inputs"),
+        contract_expression=_get(data, "fit_inputs"),
         example_inputs=_get(data, "example_inputs", "config.example_inputs"),
         parameters=specs_from_schema(schema or {}),
         nb2prod_version=str(_get(data, "nb2prod_version", "nb2prod.version", "generator.version") or ""),
         raw=data,
+        cell_roles=cell_roles,
     )
 
 

@@ -21,6 +21,18 @@ REPORT = "collected.json"
 PROBE_ROWS = 200
 
 
+def _exported(package: str | None) -> dict[str, Any]:
+    if not package:
+        return {}
+    import importlib
+
+    try:
+        module = importlib.import_module(package)
+    except Exception:  # the job ran without its package importable: only its own names count
+        return {}
+    return {name: getattr(module, name) for name in getattr(module, "__all__", ()) if hasattr(module, name)}
+
+
 def _head(value: Any, n: int) -> Any:
     if hasattr(value, "iloc"):
         return value.iloc[:n]
@@ -37,8 +49,12 @@ def collect(
     contract_expression: str | None = None,
     model_format: str = "auto",
     inputs_expression: str | None = None,
+    package: str | None = None,
 ) -> None:
-    """Save model, metrics and contract from `namespace` into `out_dir` (default: $NB2PROD_RUN_DIR)."""
+    """Save model, metrics and contract from `namespace` into `out_dir` (default: $NB2PROD_RUN_DIR).
+
+    Expressions are evaluated over the job's names, then the package's exported names (`__all__`).
+    """
     out = Path(out_dir if out_dir is not None else os.environ[OUTPUT_ENV])
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"metrics": None, "model": None, "contract": None, "predict_inputs": None, "problems": []}
@@ -52,10 +68,11 @@ def collect(
     else:
         report["metrics"] = to_jsonable(metrics)
 
+    scope = {**_exported(package), **namespace}
     fitted = None
     if contract_expression:
         try:
-            fitted = eval(contract_expression, namespace)  # noqa: S307 - the job's own expression
+            fitted = eval(contract_expression, scope)  # noqa: S307 - the job's own expression
             report["contract"] = asdict(describe_data(fitted, contract_expression))
         except Exception as exc:  # the contract is evidence, not a reason to lose the run
             problems.append(f"input contract: evaluating {contract_expression!r} raised {type(exc).__name__}: {exc}")
@@ -65,7 +82,7 @@ def collect(
 
     if inputs_expression:
         try:
-            value = eval(inputs_expression, namespace)  # noqa: S307
+            value = eval(inputs_expression, scope)  # noqa: S307
             report["predict_inputs"] = asdict(describe_data(value, inputs_expression))
         except Exception as exc:
             problems.append(f"predict inputs: evaluating {inputs_expression!r} raised {type(exc).__name__}: {exc}")
@@ -81,7 +98,11 @@ def collect(
 
 
 def collect_cell_source(
-    model_variable: str, contract_expression: str | None, model_format: str = "auto", inputs_expression: str | None = None
+    model_variable: str,
+    contract_expression: str | None,
+    model_format: str = "auto",
+    inputs_expression: str | None = None,
+    package: str | None = None,
 ) -> str:
     """The last cell the papermill engine appends to the job it executes."""
     return (
@@ -93,5 +114,6 @@ def collect_cell_source(
         f"    contract_expression={contract_expression!r},\n"
         f"    model_format={model_format!r},\n"
         f"    inputs_expression={inputs_expression!r},\n"
+        f"    package={package!r},\n"
         ")\n"
     )

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class JobSpec:
     model_format: str = "auto"
     kernel_name: str | None = None
     inputs_expression: str | None = None  # example rows for predict (config example_inputs)
+    cell_roles: dict[int, tuple[str, ...]] = field(default_factory=dict)  # notebook cell index → roles
+    notebook_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,27 +73,31 @@ def _pythonpath(src_dir: Path) -> str:
     return os.pathsep.join([str(src_dir), *([existing] if existing else [])])
 
 
-def _cell_role(cell: Any) -> str | None:
-    meta = cell.get("metadata", {})
-    nb2prod_meta = meta.get("nb2prod", {}) if isinstance(meta.get("nb2prod"), dict) else {}
-    roles = nb2prod_meta.get("roles") or ([nb2prod_meta["role"]] if nb2prod_meta.get("role") else [])
-    roles = list(roles) + [t for t in meta.get("tags", []) if t in ("train", "metrics", "parameters", "export")]
+def _notebook_cell(cell: Any) -> int | None:
+    """The source notebook cell a job cell came from (the build writes `metadata.nb2prod.cell`)."""
+    meta = cell.get("metadata", {}).get("nb2prod", {})
+    index = meta.get("cell") if isinstance(meta, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
+
+
+def _cell_role(cell: Any, cell_roles: dict[int, tuple[str, ...]]) -> str | None:
+    index = _notebook_cell(cell)
+    roles = list(cell_roles.get(index, ())) if index is not None else []
+    roles += [t for t in cell.get("metadata", {}).get("tags", []) if t in ("parameters", "train", "metrics")]
     if "metrics" in roles:
         return "metrics"
     return roles[0] if roles else None
 
 
-def _cell_ref(cell: Any, job_index: int | None, line: int | None = None) -> CellRef:
-    meta = cell.get("metadata", {})
-    nb2prod_meta = meta.get("nb2prod", {}) if isinstance(meta.get("nb2prod"), dict) else {}
-    source = nb2prod_meta.get("source", {}) if isinstance(nb2prod_meta.get("source"), dict) else {}
-    notebook_cell = source.get("cell_index", nb2prod_meta.get("cell_index"))
+def _cell_ref(spec: "JobSpec", cell: Any, job_index: int | None, line: int | None = None) -> CellRef:
+    meta = cell.get("metadata", {}).get("nb2prod", {})
+    cell_id = meta.get("id") if isinstance(meta, dict) else None
     return CellRef(
         job_cell=job_index,
-        cell_id=source.get("cell_id") or nb2prod_meta.get("cell_id") or cell.get("id"),
-        role=_cell_role(cell),
-        notebook=source.get("notebook") or nb2prod_meta.get("notebook"),
-        notebook_cell=notebook_cell if isinstance(notebook_cell, int) else None,
+        cell_id=cell_id or cell.get("id"),
+        role=_cell_role(cell, spec.cell_roles),
+        notebook=spec.notebook_name,
+        notebook_cell=_notebook_cell(cell),
         line=line,
     )
 
@@ -127,20 +133,20 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
     nb = nbformat.read(spec.job_notebook, as_version=4)
     job_cells = len(nb.cells)
     for cell in nb.cells:
-        if cell.cell_type == "code" and _cell_role(cell) == "metrics":
+        if cell.cell_type == "code" and _cell_role(cell, spec.cell_roles) == "metrics":
             # a failed gate still lets the collect cell record metrics and model for inspection
             tags = list(cell.metadata.get("tags", []))
             if "raises-exception" not in tags:
                 cell.metadata["tags"] = [*tags, "raises-exception"]
     collect_cell = nbformat.v4.new_code_cell(
-        collect_cell_source(spec.model_variable, spec.contract_expression, spec.model_format, spec.inputs_expression)
+        collect_cell_source(spec.model_variable, spec.contract_expression, spec.model_format, spec.inputs_expression, spec.package)
     )
     collect_cell.metadata["tags"] = [COLLECT_TAG]
     nb.cells.append(collect_cell)
     for index, cell in enumerate(nb.cells):
         cell.metadata.setdefault("nb2prod", {})
         if isinstance(cell.metadata["nb2prod"], dict):
-            cell.metadata["nb2prod"].setdefault("job_cell", index)
+            cell.metadata["nb2prod"]["job_cell"] = index
 
     output = run_dir / EXECUTED_NOTEBOOK
     started = time.perf_counter()
@@ -161,9 +167,10 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
                     progress_bar=False,
                     log_output=False,
                     report_mode=False,
+                    kernel_manager_class=_ipc_kernel_manager(),
                 )
         except PapermillExecutionError:
-            status, failure = _failure_from_notebook(output, job_cells)
+            status, failure = _failure_from_notebook(spec, output, job_cells)
         except Exception as exc:  # kernel failed to start or died: still a recorded run
             status = ERRORED
             failure = Failure(type(exc).__name__, _first_line(str(exc)) or type(exc).__name__, None,
@@ -173,11 +180,23 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
     return EngineOutcome(status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else ())
 
 
+def _ipc_kernel_manager() -> type:
+    """A kernel manager talking to the kernel over local IPC sockets rather than TCP."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def _failure_from_notebook(path: Path, job_cells: int) -> tuple[str, Failure]:
+def _failure_from_notebook(spec: JobSpec, path: Path, job_cells: int) -> tuple[str, Failure]:
     """Find the first failing job cell in the executed notebook and classify the failure."""
     import nbformat
 
@@ -195,13 +214,50 @@ def _failure_from_notebook(path: Path, job_cells: int) -> tuple[str, Failure]:
             evalue = _strip_ansi(out.get("evalue", ""))
             tb = _strip_ansi("\n".join(out.get("traceback", [])))
             job_index = cell.metadata.get("nb2prod", {}).get("job_cell")
-            ref = _cell_ref(cell, job_index if isinstance(job_index, int) and job_index < job_cells else None,
-                            _error_line(out.get("traceback", [])))
+            line = _notebook_line(spec, _notebook_cell(cell), cell.source, _error_line(out.get("traceback", [])))
+            ref = _cell_ref(spec, cell, job_index if isinstance(job_index, int) and job_index < job_cells else None, line)
             if COLLECT_TAG in tags:
                 ref = CellRef(role="collect")
             gate = ref.role == "metrics" and ename in GATE_ERRORS
             return (FAILED_GATE if gate else ERRORED), Failure(ename, evalue or "(no message)", ref, tb)
     return ERRORED, Failure("CellExecutionError", "the job failed without an error output", None, "")
+
+
+def _notebook_line(spec: JobSpec, cell_index: int | None, job_source: str, job_line: int | None) -> int | None:
+    """Translate a line of a job cell into a line of its notebook cell.
+
+    The job cell holds the same code as the cell's chunk in train.py (one indent level less), so
+    the line goes through train.py's entry in `_sourcemap.json`. When the two differ, no line is
+    reported rather than a wrong one.
+    """
+    import json
+    import textwrap
+
+    if cell_index is None or job_line is None:
+        return None
+    try:
+        source_map = json.loads((spec.src_dir / spec.package / "_sourcemap.json").read_text())
+        train_lines = (spec.src_dir / spec.package / "train.py").read_text().splitlines()
+    except (OSError, ValueError):
+        return None
+    for entry in source_map.get("train.py", []):
+        try:
+            start, end, cell, _cell_id, _role, lines = entry
+        except (TypeError, ValueError):
+            continue
+        if cell != cell_index:
+            continue
+        chunk = textwrap.dedent("\n".join(train_lines[start - 1 : end]))
+        if chunk.strip() != job_source.strip():
+            return None
+        offset = len(chunk) - len(chunk.lstrip("\n"))
+        out_line = start + chunk[:offset].count("\n") + job_line - 1
+        found = None
+        for generated, original in lines:
+            if generated <= out_line:
+                found = original
+        return found
+    return None
 
 
 def _cells_seconds(path: Path) -> float | None:
@@ -278,14 +334,14 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
             except BaseException as exc:  # noqa: BLE001 - everything the job raises is recorded
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                namespace = getattr(exc, "namespace", None)
+                namespace = getattr(exc, "namespace", None) or _namespace_at_failure(exc, train_module.run)
                 gate = gate_error is not None and isinstance(exc, gate_error)
                 status = FAILED_GATE if gate else ERRORED
                 failure = _python_failure(spec, exc, gate)
             if namespace is not None:
                 try:
                     collect(namespace, run_dir, spec.model_variable, spec.contract_expression, spec.model_format,
-                            spec.inputs_expression)
+                            spec.inputs_expression, spec.package)
                 except Exception as exc:  # noqa: BLE001
                     if status == SUCCEEDED:
                         status, failure = ERRORED, Failure(type(exc).__name__, str(exc), CellRef(role="collect"),
@@ -318,27 +374,40 @@ def _python_failure(spec: JobSpec, exc: BaseException, gate: bool) -> Failure:
     return Failure(name, message, ref, "".join(traceback.format_exception(exc)))
 
 
+def _namespace_at_failure(exc: BaseException, run: Any) -> dict[str, Any] | None:
+    """The local names of `run` when it raised: a failed gate still records metrics and model."""
+    code = getattr(run, "__code__", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return dict(tb.tb_frame.f_locals)
+        tb = tb.tb_next
+    return None
+
+
 def _locate_in_sourcemap(spec: JobSpec, frames: traceback.StackSummary) -> CellRef | None:
+    """Map the innermost frame in a generated module to its notebook cell (`_sourcemap.json`)."""
+    import json
+
     try:
-        module = importlib.import_module(f"{spec.package}._sourcemap")
-    except ImportError:
+        source_map = json.loads((spec.src_dir / spec.package / "_sourcemap.json").read_text())
+    except (OSError, ValueError):
         return None
-    source_map = getattr(module, "SOURCE_MAP", None) or getattr(module, "source_map", None)
-    if not isinstance(source_map, dict):
-        return None
+    package_dir = str(spec.src_dir / spec.package)
     for frame in reversed(frames):
-        entries = source_map.get(Path(frame.filename).name)
-        if not entries or not str(frame.filename).startswith(str(spec.src_dir)):
+        if not str(frame.filename).startswith(package_dir):
             continue
+        entries = source_map.get(Path(frame.filename).name) or []
+        lineno = frame.lineno or 0
         for entry in entries:
             try:
                 start, end, cell, cell_id, role, lines = entry
             except (TypeError, ValueError):
                 continue
-            if start <= (frame.lineno or 0) <= end:
+            if start <= lineno <= end:
                 cell_line = None
                 for out_line, src_line in lines:
-                    if out_line <= (frame.lineno or 0):
+                    if out_line <= lineno:
                         cell_line = src_line
-                return CellRef(None, cell_id, role, None, cell, cell_line)
+                return CellRef(None, cell_id, role, spec.notebook_name, cell, cell_line)
     return None

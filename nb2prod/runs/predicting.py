@@ -108,7 +108,12 @@ def predict_rows(store: RunStore, ref: str, rows: list[dict[str, Any]], source: 
                 inputs = _shape_for_custom_predict(rows, None)
         except ValueError as exc:
             raise InputError(f"{source}: {exc}.") from None
-        result = module.predict(model, inputs)
+        try:
+            result = module.predict(model, inputs)
+        except Exception as exc:  # the notebook's predict rejected the rows: say so in one line
+            raise InputError(
+                f"{source}: predict of run {run.run_id} failed on these rows ({type(exc).__name__}: {exc})."
+            ) from exc
     values = list(to_jsonable(result)) if not isinstance(result, list) else [to_jsonable(v) for v in result]
     if len(values) != len(rows):
         raise InputError(f"predict returned {len(values)} values for {len(rows)} input rows.")

@@ -60,10 +60,12 @@ def contract_expression(build: BuildInfo) -> str | None:
     explicit = build.raw.get("config", {}).get("contract_variable") if isinstance(build.raw.get("config"), dict) else None
     if explicit:
         return str(explicit)
-    import nbformat
-
-    nb = nbformat.read(build.job_notebook, as_version=4)
-    sources = [c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+    nb = json.loads(build.job_notebook.read_text(encoding="utf-8"))  # plain JSON: nbformat imports slowly
+    sources = [
+        "".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source", ""))
+        for c in nb.get("cells", [])
+        if c.get("cell_type") == "code" and "parameters" not in c.get("metadata", {}).get("tags", [])
+    ]
     call = find_fit_call(sources, build.model_variable)
     if call is not None:
         return call.expression
@@ -112,6 +114,8 @@ def execute(request: TrainRequest) -> StoredRun:
         contract_expression=contract_expression(build),
         model_format=request.model_format,
         inputs_expression=build.example_inputs,
+        cell_roles=build.cell_roles,
+        notebook_name=build.notebook.name if build.notebook else None,
     )
     run_id, folder = request.store.staging_dir()
     try:
