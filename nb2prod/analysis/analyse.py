@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nb2prod.analysis.identifiers import distribution_name, module_name, package_name
 from nb2prod.analysis.magics import clean_cell
-from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names, blank_lines
+from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names, blank_lines, drop_display_calls
 from nb2prod.analysis.parameters import Parameter, ParameterError, parse_parameters
 from nb2prod.analysis.requirements import Requirement, infer_requirements
 from nb2prod.config import Config
@@ -27,6 +27,7 @@ ACCEPTS: dict[str, frozenset[str]] = {
 }
 ORDERED_ROLES = frozenset({"parameters", "train", "metrics", "test"})  # must come before their use
 JOB_ROLES = frozenset({"parameters", "train", "metrics"})
+PREDICT_MODULE_NAMES = frozenset({"load_model", "main"})
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,11 @@ class _Analyser:
                 self.note("magic-dropped", f"`{text}` is left out of the generated code (IPython only)", roled, line)
             for spec, line in cleaned.installs:
                 self.installs.append((spec, roled.index, line))
+        code, displays = drop_display_calls(cleaned.code)
+        if tagged_cell:
+            for line in displays:
+                self.note("display-dropped", "`display(...)` only shows output in Jupyter; it is left out of the generated code", roled, line)
+        cleaned.code = code
         try:
             names = analyse_names(cleaned.code)
         except SyntaxError as err:  # symtable can be stricter than ast.parse
@@ -388,6 +394,9 @@ class _Analyser:
             self.error("no-train", "metrics cells need a train cell that fits the model", job_cells[0].roled, role="metrics")
         if predict_cells and not any(_defines_function(c.code, "predict") for c in predict_cells):
             self.error("no-predict-function", "the predict cell does not define `predict(model, inputs)`", predict_cells[0].roled, role="predict")
+        for code_cell in predict_cells:
+            for name in sorted(code_cell.names.binds & PREDICT_MODULE_NAMES):
+                self.error("reserved-name", f"the predict cell defines {name!r}, which the generated predict module defines itself", code_cell.roled, fix=f"Rename {name!r}.", role="predict")
         if job_cells and any("metrics" in c.roles for c in job_cells) and not any("metrics" in c.names.binds for c in job_cells):
             self.note("no-metrics-dict", "no metrics cell assigns a dict named `metrics`, so runs record no metrics", [c for c in job_cells if "metrics" in c.roles][0].roled)
 

@@ -221,3 +221,16 @@ def drop_display_statements(code: str) -> str:
                 continue  # a docstring-like string stays
             lines.update(range(statement.lineno, (statement.end_lineno or statement.lineno) + 1))
     return blank_lines(code, frozenset(lines))
+
+
+def drop_display_calls(code: str) -> tuple[str, list[int]]:
+    """Blank top-level `display(...)` calls (IPython's output function, absent outside Jupyter)."""
+    tree = ast.parse(code)
+    lines: set[int] = set()
+    starts = []
+    for statement in tree.body:
+        value = statement.value if isinstance(statement, ast.Expr) else None
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "display":
+            starts.append(statement.lineno)
+            lines.update(range(statement.lineno, (statement.end_lineno or statement.lineno) + 1))
+    return blank_lines(code, frozenset(lines)), starts

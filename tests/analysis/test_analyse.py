@@ -180,3 +180,16 @@ def test_scopes_from_symtable() -> None:
     assert dict(names.uses).keys() == {"b", "q", "data", "count"}
     assert names.binds == {"f", "C", "x", "count"}
     assert [b.statement for b in names.imports] == ["import numpy as np"]
+
+
+def test_display_calls_are_dropped_with_a_note(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", [cell("model = 1\ndisplay(model)", "train")])
+    analysis = run_analysis(path)
+    assert errors(analysis) == []
+    assert "display" not in analysis.job_cells[0].code
+    assert any(f.code == "display-dropped" and f.location.line == 2 for f in analysis.findings)
+
+
+def test_predict_cell_cannot_redefine_the_module_entry_points(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", [cell("model = 1", "train"), cell("def predict(model, inputs):\n    return inputs\n\ndef main():\n    pass", "predict")])
+    assert any("defines 'main'" in e for e in errors(run_analysis(path)))
