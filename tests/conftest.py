@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+# The golden trees hold generated packages, tests included; they are data, not tests of nb2prod.
+collect_ignore = ["golden"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="Rewrite the expected trees of the golden-file tests.")
