@@ -39,7 +39,9 @@ def _echo_finding(finding: Finding) -> None:
 @_model_variable
 @_base_image
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def build(notebooks: tuple[Path, ...], output: Path | None, force: bool, name: str | None, model_variable: str | None, base_image: str | None, quiet: bool) -> None:
+@click.option("--image", "with_image", is_flag=True, help="Then build the container image of each output (as `nb2prod image build`).")
+@click.option("--wheelhouse", is_flag=False, flag_value="", default=None, metavar="[DIR]", help="With --image: build offline from wheels made on this machine (kept in DIR if given).")
+def build(notebooks: tuple[Path, ...], output: Path | None, force: bool, name: str | None, model_variable: str | None, base_image: str | None, quiet: bool, with_image: bool, wheelhouse: str | None) -> None:
     """Build NOTEBOOKS into packages, tests, a training job and an image spec."""
     from nb2prod import api
 
@@ -58,6 +60,10 @@ def build(notebooks: tuple[Path, ...], output: Path | None, force: bool, name: s
                 _echo_finding(note)
             state = "built" if result.changed else "unchanged"
             click.echo(f"{state}: {result.output_dir} ({len(result.files)} files, package {result.package})")
+        if with_image:
+            from nb2prod.commands.image import run_image_build
+
+            run_image_build(Path(result.output_dir), wheelhouse=wheelhouse, quiet=quiet)
     if failed is not None:
         sys.exit(failed.exit_code)
 

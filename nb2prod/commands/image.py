@@ -87,10 +87,23 @@ def build(target: Path, tags: tuple[str, ...], base_image: str | None, wheelhous
     Streams the engine's output, then prints the image id, its size and its tags. Exit 2 when no
     engine answers or the build fails.
     """
-    from nb2prod.image import build_image, docker_api
+    from nb2prod.image import docker_api
 
     docker_api()  # fail fast, before any notebook build or wheel download
     build_dir = resolve_build_dir(target, output)
+    run_image_build(build_dir, tags, base_image, wheelhouse, nocache, quiet, fmt)
+
+
+def run_image_build(build_dir: Path, tags: tuple[str, ...] = (), base_image: str | None = None,
+                    wheelhouse: str | None = None, nocache: bool = False, quiet: bool = False,
+                    fmt: str = "text") -> None:
+    """Build BUILD_DIR's image with progress on stderr and the result on stdout (also `nb2prod build --image`).
+
+    `wheelhouse`: None builds online; "" builds offline from a temporary wheelhouse; a path
+    builds offline from that folder, filling it first.
+    """
+    from nb2prod.image import build_image
+
     tags = tags or (default_image_tag(build_dir),)
 
     def progress(text: str) -> None:
