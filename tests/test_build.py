@@ -10,7 +10,7 @@ from pathlib import Path
 import black
 import pytest
 
-from conftest import EXAMPLES, FIXTURES, cell, write_notebook
+from nbtest_helpers import EXAMPLES, FIXTURES, cell, write_notebook
 from nb2prod import api
 from nb2prod.errors import NotebookErrors, OutputConflict
 

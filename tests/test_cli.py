@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, cell, write_notebook
+from nbtest_helpers import FIXTURES, cell, write_notebook
 
 
 def nb2prod(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from nbtest_helpers import EXAMPLES, ROOT
 from nb2prod import api
 
 pytestmark = pytest.mark.e2e

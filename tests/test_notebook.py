@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, cell, write_notebook
+from nbtest_helpers import FIXTURES, cell, write_notebook
 from nb2prod.errors import InputError
 from nb2prod.notebook import read_notebook
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import FIXTURES, cell, write_notebook
+from nbtest_helpers import FIXTURES, cell, write_notebook
 from nb2prod.notebook import read_notebook
 from nb2prod.roles import resolve_roles
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, cell, write_notebook
+from nbtest_helpers import FIXTURES, cell, write_notebook
 from nb2prod.analysis.analyse import Analysis, analyse
 from nb2prod.analysis.names import analyse_names
 from nb2prod.config import load_config
