@@ -349,3 +349,20 @@ def test_no_engine_is_one_clear_sentence_and_exit_2(toy_dir: Path, tmp_path: Pat
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: no Docker engine answers at unix://{tmp_path}/no-engine.sock")
     assert "Traceback" not in proc.stderr
+
+
+def test_nb2prod_build_image_does_both_steps(fraud: Built, docker_client, wheelhouse: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2prod", "build", str(fraud.repo / "fraud_detection.ipynb"), "-o", str(out),
+         "--base-image", BASE_IMAGE, "--image", "--wheelhouse", str(wheelhouse), "--quiet"],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "Dockerfile").is_file()
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("image sha256:") and last.split()[4] == "fraud-detection:0.1.0"
+    image = docker_client.images.get("fraud-detection:0.1.0")
+    assert image.labels["org.opencontainers.image.base.name"] == BASE_IMAGE

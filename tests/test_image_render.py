@@ -307,3 +307,24 @@ def test_docker_quote_escapes_what_the_dockerfile_parser_interprets() -> None:
     assert docker_quote("a\\b") == '"a\\\\b"'
     with pytest.raises(InputError):
         docker_quote("line\nRUN id")
+
+
+# --- the image spec of real builds --------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").glob("*/*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", EXAMPLES)
+def test_every_example_build_has_a_lint_clean_image_spec(tmp_path: Path, notebook: str) -> None:
+    from nb2prod.api import build
+
+    result = build(ROOT / notebook, output=tmp_path / "out")
+    out = Path(result.output_dir)
+    lint = hadolint(out / "Dockerfile")
+    assert lint.returncode == 0 and lint.stdout.strip() == "", lint.stdout
+    dockerfile = (out / "Dockerfile").read_text()
+    assert instructions(dockerfile)[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
+    assert (out / ".dockerignore").is_file() and (out / "docker" / "entrypoint.py").is_file()
+    for needed in ("pyproject.toml", "README.md", "requirements.lock", "src"):
+        assert (out / needed).exists(), needed  # everything the Dockerfile copies is in the build

@@ -132,7 +132,7 @@ def run_image_build(build_dir: Path, tags: tuple[str, ...] = (), base_image: str
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
-        cached = f", {result.cached_steps}/{len(result.steps)} steps from cache" if result.steps else ""
+        cached = f" ({result.cached_steps}/{len(result.steps)} steps from cache)" if result.steps else ""
         click.echo(f"{result.summary()}{cached}")
 
 
