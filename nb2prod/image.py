@@ -429,13 +429,26 @@ def fill_wheelhouse(build_dir: Path, wheelhouse: Path, python_version: str, prog
     With the host's Python at the image's version, `pip wheel` builds whatever has no wheel;
     otherwise `pip download` fetches binary wheels for that version and this machine's
     architecture. Returns the number of wheels in the wheelhouse.
+
+    A wheelhouse already filled for the same lock file, build requirements and Python version
+    (recorded in `.nb2prod-filled`) is used as it is, without asking pip again.
     """
+    import hashlib
+
     lock = build_dir / "requirements.lock"
     if not lock.is_file():
         raise InputError(f"{build_dir}: requirements.lock is missing, so there is nothing to make a wheelhouse from.")
     wheelhouse.mkdir(parents=True, exist_ok=True)
     host = f"{sys.version_info.major}.{sys.version_info.minor}"
-    reqs = ["--requirement", str(lock), *_build_requirements(build_dir)]
+    build_requires = _build_requirements(build_dir)
+    key = hashlib.sha256(
+        json.dumps([lock.read_text(encoding="utf-8"), build_requires, python_version, platform.machine()]).encode()
+    ).hexdigest()
+    marker = wheelhouse / ".nb2prod-filled"
+    if marker.is_file() and marker.read_text(encoding="utf-8").strip() == key:
+        progress(f"wheelhouse: {wheelhouse} already holds the wheels of this lock file\n")
+        return len(list(wheelhouse.glob("*.whl")))
+    reqs = ["--requirement", str(lock), *build_requires]
     if host == python_version:
         cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheelhouse), *reqs]
     else:
@@ -450,6 +463,7 @@ def fill_wheelhouse(build_dir: Path, wheelhouse: Path, python_version: str, prog
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["pip failed"]
         raise InputError(f"could not make the wheelhouse {wheelhouse} ({tail[0]}).")
+    marker.write_text(key + "\n", encoding="utf-8")
     return len(list(wheelhouse.glob("*.whl")))
 
 

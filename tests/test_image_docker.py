@@ -366,3 +366,12 @@ def test_nb2prod_build_image_does_both_steps(fraud: Built, docker_client, wheelh
     assert last.startswith("image sha256:") and last.split()[4] == "fraud-detection:0.1.0"
     image = docker_client.images.get("fraud-detection:0.1.0")
     assert image.labels["org.opencontainers.image.base.name"] == BASE_IMAGE
+
+
+def test_a_filled_wheelhouse_is_reused_without_pip(fraud: Built, wheelhouse: Path) -> None:
+    from nb2prod.image import fill_wheelhouse
+
+    messages: list[str] = []
+    count = fill_wheelhouse(fraud.build_dir, wheelhouse, "3.11", messages.append)
+    assert count == len(list(wheelhouse.glob("*.whl"))) > 10
+    assert messages == [f"wheelhouse: {wheelhouse} already holds the wheels of this lock file\n"]
