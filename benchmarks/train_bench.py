@@ -38,6 +38,7 @@ class Sample:
     execute_s: float | None = None
     bookkeeping_s: float | None = None
     cells_s: float | None = None
+    collect_s: float | None = None
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -99,14 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         (root / "bare.py").write_text(bare_script(build, params))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build / "src"), os.environ.get("PYTHONPATH", "")])}
 
-        results: dict[str, list[Sample]] = {"papermill": [], "python": [], "bare": []}
+        variants = {
+            "papermill": ["--engine", "papermill"],
+            "python": ["--engine", "python"],
+            "python-joblib": ["--engine", "python", "--model-format", "joblib"],
+        }
+        results: dict[str, list[Sample]] = {name: [] for name in [*variants, "bare"]}
         kernel: list[float] = []
         for _ in range(args.repeat):
-            for engine in ("papermill", "python"):
-                wall, out = _run([sys.executable, "-m", "nb2prod", "train", str(build), "--engine", engine,
+            for name, flags in variants.items():
+                wall, out = _run([sys.executable, "-m", "nb2prod", "train", str(build), *flags,
                                   "--store", str(root / "runs"), "--format", "json", *overrides], root)
-                timings = json.loads(out)["timings"]
-                results[engine].append(Sample(wall, timings["execute_s"], timings["bookkeeping_s"], timings["cells_s"]))
+                t = json.loads(out)["timings"]
+                results[name].append(Sample(wall, t["execute_s"], t["bookkeeping_s"], t["cells_s"], t.get("collect_s")))
             wall, _ = _run([sys.executable, "bare.py"], root, env)
             results["bare"].append(Sample(wall))
             kernel.append(kernel_fixed_cost(root))
@@ -119,28 +125,38 @@ def main(argv: list[str] | None = None) -> int:
         f"Fraud example, {', '.join(f'{k}={v}' for k, v in params.items())}; "
         f"median of {args.repeat}; {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}.",
         "",
-        "| approach | wall (s) | vs bare script | engine (s) | bookkeeping (s) | bookkeeping share |",
-        "|---|---|---|---|---|---|",
+        "| approach | wall (s) | vs bare script | engine (s) | of which collect (s) | bookkeeping (s) | bookkeeping share |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, label in (("bare", "bare script (`python bare.py`)"), ("python", "`nb2prod train --engine python`"),
-                        ("papermill", "`nb2prod train` (papermill, real kernel)")):
+    labels = (
+        ("bare", "bare script (`python bare.py`, joblib dump)"),
+        ("python-joblib", "`nb2prod train --engine python --model-format joblib`"),
+        ("python", "`nb2prod train --engine python` (skops)"),
+        ("papermill", "`nb2prod train` (papermill, real kernel, skops)"),
+    )
+    for name, label in labels:
         samples = results[name]
         wall = med([s.wall_s for s in samples])
         if name == "bare":
-            lines.append(f"| {label} | {wall:.2f} | 1.00x | - | - | - |")
+            lines.append(f"| {label} | {wall:.2f} | 1.00x | - | - | - | - |")
             continue
         execute = med([s.execute_s for s in samples])
+        collect = med([s.collect_s for s in samples])
         book = med([s.bookkeeping_s for s in samples])
         share = statistics.median([s.bookkeeping_s / (s.execute_s + s.bookkeeping_s) for s in samples])
-        lines.append(f"| {label} | {wall:.2f} | {wall / bare:.2f}x | {execute:.2f} | {book:.3f} | {share:.1%} |")
+        lines.append(f"| {label} | {wall:.2f} | {wall / bare:.2f}x | {execute:.2f} | {collect:.2f} | {book:.3f} | {share:.1%} |")
     cells = med([s.cells_s for s in results["papermill"]])
     lines += [
         "",
         f"- kernel fixed cost (papermill executing a one-cell `pass` notebook): {med(kernel):.2f} s",
         f"- papermill engine: sum of the job's cell times {cells:.2f} s of {med([s.execute_s for s in results['papermill']]):.2f} s "
         "in the engine; the rest is kernel start/stop, notebook I/O and the collect cell",
-        "- bookkeeping = validation, data hashing, git, package pins, code snapshot, manifest, fsync and "
-        "chmod of the run folder (`timings.bookkeeping_s` in run.json)",
+        "- collect = saving the model (skops: dump, reload and compare predictions on 200 training rows; "
+        "or joblib), the metrics and the input contract, inside the engine",
+        "- bookkeeping = data hashing, git, package pins, code snapshot, manifest, fsync and chmod of the "
+        "run folder (`timings.bookkeeping_s` in run.json); share = bookkeeping / (engine + bookkeeping)",
+        f"- machine load average when the run finished: {os.getloadavg()[0]:.1f} (other work on the machine "
+        "inflates the import-heavy numbers)",
     ]
     table = "\n".join(lines)
     print(table)

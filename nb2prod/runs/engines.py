@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import os
 import sys
 import time
@@ -52,6 +53,7 @@ class EngineOutcome:
     execute_s: float
     cells_s: float | None
     files: tuple[str, ...]  # files the engine wrote into the run folder besides collect's
+    collect_s: float | None = None
 
 
 @contextlib.contextmanager
@@ -176,8 +178,9 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
             failure = Failure(type(exc).__name__, _first_line(str(exc)) or type(exc).__name__, None,
                               "".join(traceback.format_exception(exc)))
     execute_s = time.perf_counter() - started
-    cells_s = _cells_seconds(output)
-    return EngineOutcome(status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else ())
+    cells_s, collect_s = _cells_seconds(output)
+    return EngineOutcome(status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else (),
+                         collect_s)
 
 
 def _ipc_kernel_manager() -> type:
@@ -230,7 +233,6 @@ def _notebook_line(spec: JobSpec, cell_index: int | None, job_source: str, job_l
     the line goes through train.py's entry in `_sourcemap.json`. When the two differ, no line is
     reported rather than a wrong one.
     """
-    import json
     import textwrap
 
     if cell_index is None or job_line is None:
@@ -260,17 +262,19 @@ def _notebook_line(spec: JobSpec, cell_index: int | None, job_source: str, job_l
     return None
 
 
-def _cells_seconds(path: Path) -> float | None:
+def _cells_seconds(path: Path) -> tuple[float | None, float | None]:
+    """Sum of the cells' execution times papermill recorded, and that of the collect cell."""
     if not path.exists():
-        return None
-    import nbformat
-
-    total = 0.0
-    for cell in nbformat.read(path, as_version=4).cells:
+        return None, None
+    nb = json.loads(path.read_text(encoding="utf-8"))  # plain JSON: nbformat imports slowly
+    total, collect_s = 0.0, None
+    for cell in nb.get("cells", []):
         duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
         if isinstance(duration, (int, float)):
             total += duration
-    return total
+            if COLLECT_TAG in cell.get("metadata", {}).get("tags", []):
+                collect_s = float(duration)
+    return total, collect_s
 
 
 # --- python engine ---------------------------------------------------------------------------
@@ -338,6 +342,7 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
                 gate = gate_error is not None and isinstance(exc, gate_error)
                 status = FAILED_GATE if gate else ERRORED
                 failure = _python_failure(spec, exc, gate)
+            t_collect = time.perf_counter()
             if namespace is not None:
                 try:
                     collect(namespace, run_dir, spec.model_variable, spec.contract_expression, spec.model_format,
@@ -346,8 +351,9 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
                     if status == SUCCEEDED:
                         status, failure = ERRORED, Failure(type(exc).__name__, str(exc), CellRef(role="collect"),
                                                            "".join(traceback.format_exception(exc)))
+            collect_s = time.perf_counter() - t_collect
     (run_dir / LOG_FILE).write_text(log.getvalue())
-    return EngineOutcome(status, failure, time.perf_counter() - started, None, (LOG_FILE,))
+    return EngineOutcome(status, failure, time.perf_counter() - started, None, (LOG_FILE,), collect_s)
 
 
 def _params_object(package: str, params: dict[str, Any]) -> Any:
@@ -387,8 +393,6 @@ def _namespace_at_failure(exc: BaseException, run: Any) -> dict[str, Any] | None
 
 def _locate_in_sourcemap(spec: JobSpec, frames: traceback.StackSummary) -> CellRef | None:
     """Map the innermost frame in a generated module to its notebook cell (`_sourcemap.json`)."""
-    import json
-
     try:
         source_map = json.loads((spec.src_dir / spec.package / "_sourcemap.json").read_text())
     except (OSError, ValueError):

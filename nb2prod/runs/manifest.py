@@ -106,6 +106,7 @@ class Timings:
     execute_s: float  # the engine: kernel start, cells, collection
     bookkeeping_s: float  # validation, hashing, provenance, writing the run folder
     cells_s: float | None = None  # sum of cell execution times reported by the kernel
+    collect_s: float | None = None  # saving model, metrics and contract (part of execute_s)
 
 
 @dataclass(frozen=True)

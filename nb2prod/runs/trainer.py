@@ -179,6 +179,7 @@ def execute(request: TrainRequest) -> StoredRun:
                 execute_s=round(execute_s, 4),
                 bookkeeping_s=round(max(total_s - execute_s, 0.0), 4),
                 cells_s=round(outcome.cells_s, 4) if outcome.cells_s is not None else None,
+                collect_s=round(outcome.collect_s, 4) if outcome.collect_s is not None else None,
             ),
             contract=contract,
             failure=failure,
