@@ -299,3 +299,57 @@ def test_parameters_from_the_build_schema() -> None:
     (job,) = documents(render_manifest_files(ctx)["k8s/train-job.yaml"])
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--threshold") + 1] == "null"
+
+
+# --- `nb2prod image manifests` on a real build ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fraud_build(tmp_path_factory):
+    from pathlib import Path
+
+    from nb2prod.api import build
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("fraud") / "build"
+    return Path(build(root / "examples" / "fraud" / "fraud_detection.ipynb", output=out).output_dir)
+
+
+def cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "nb2prod", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_renders_valid_manifests_from_the_build_schema(fraud_build, tmp_path) -> None:
+    out = tmp_path / "cluster"
+    proc = cli("image", "manifests", str(fraud_build), "--image", "registry.example.com/fraud:1",
+               "--grid", "n_estimators=50,100", "--grid", "max_depth=[4,8,12]", "--schedule", "@daily",
+               "-o", str(out), "--format", "json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads(proc.stdout)["files"]
+    assert written == ["k8s/retrain-cronjob.yaml", "k8s/sweep-job.yaml", "k8s/train-job.yaml", "kubeflow/component.yaml"]
+    schema = json.loads((fraud_build / "nb2prod.json").read_text())["parameters"]
+    for path in written:
+        (document,) = documents((out / path).read_text())
+        if path.startswith("k8s/"):
+            validate(document, "latest")
+    (job,) = documents((out / "k8s/train-job.yaml").read_text())
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a[2:] for a in args[1:-2:2]] == list(schema)  # every parameter, in the notebook's order
+    assert args[args.index("--n_estimators") + 1] == str(schema["n_estimators"]["default"])
+    (sweep,) = documents((out / "k8s/sweep-job.yaml").read_text())
+    assert sweep["spec"]["completions"] == 6
+    (cron,) = documents((out / "k8s/retrain-cronjob.yaml").read_text())
+    assert cron["spec"]["schedule"] == "@daily"
+
+
+def test_cli_names_a_bad_grid_in_one_sentence(fraud_build, tmp_path) -> None:
+    proc = cli("image", "manifests", str(fraud_build), "--grid", "n_estimators=many", "-o", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: the grid entry 'n_estimators=many': 'many' is not a valid int for parameter 'n_estimators'."
+    ]
+    unknown = cli("image", "manifests", str(fraud_build), "--grid", "trees=1", "-o", str(tmp_path))
+    assert unknown.returncode == 2 and "'trees', which is not a parameter" in unknown.stderr

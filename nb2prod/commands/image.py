@@ -141,7 +141,7 @@ def run_image_build(build_dir: Path, tags: tuple[str, ...] = (), base_image: str
 @click.option("--image", "image_ref", default=None, metavar="IMAGE", help="Image the manifests run; default NAME:VERSION.")
 @click.option("--grid", "grid_specs", multiple=True, metavar="NAME=V1,V2",
               help="Sweep values of a parameter (repeatable; a JSON list also works: NAME=[1,2]). "
-                   "Default: the `sweep` mapping in the config.")
+                   "Without --grid, a `sweep` mapping recorded in the build's config, if any.")
 @click.option("--schedule", default=None, metavar="CRON", help="Retraining schedule of the CronJob (default '0 3 * * 1').")
 @click.option("--parallelism", type=click.IntRange(min=1), default=2, show_default=True, help="Sweep pods at once.")
 @click.option("--claim", default=None, metavar="NAME", help="PersistentVolumeClaim for the runs (default NAME-runs).")
