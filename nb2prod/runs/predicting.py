@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,34 +89,60 @@ def _shape_for_custom_predict(rows: list[dict[str, Any]], inputs: Contract | Non
     return pd.DataFrame.from_records(rows)
 
 
-def predict_rows(store: RunStore, ref: str, rows: list[dict[str, Any]], source: str = "INPUT") -> list[Any]:
-    """One JSON-ready prediction per row, from the model of the run `ref` names."""
-    run = store.get(ref)
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run's verified model and its package's predict function, ready for rows of input."""
+
+    run: StoredRun
+    model: Any
+    predict_function: Callable[[Any, Any], Any]
+    custom_predict: bool  # the notebook has a predict cell (else the model's own predict is called)
+
+    def shape(self, rows: list[dict[str, Any]]) -> Any:
+        """Rows as the predict function takes them; ValueError names a missing or mistyped column."""
+        manifest = self.run.manifest
+        if self.custom_predict or manifest.contract is None:
+            return _shape_for_custom_predict(rows, manifest.predict_inputs if self.custom_predict else None)
+        return rows_for_model(rows, manifest.contract)
+
+    def predict_rows(self, rows: list[dict[str, Any]], source: str = "INPUT") -> list[Any]:
+        """One JSON-ready prediction per row; bad rows raise InputError naming `source`."""
+        if not rows:
+            return []
+        try:
+            inputs = self.shape(rows)
+        except ValueError as exc:
+            raise InputError(f"{source}: {exc}.") from None
+        try:
+            result = self.predict_function(self.model, inputs)
+        except Exception as exc:  # the notebook's predict rejected the rows: say so in one line
+            raise InputError(
+                f"{source}: predict of run {self.run.run_id} failed on these rows ({type(exc).__name__}: {exc})."
+            ) from exc
+        values = [to_jsonable(v) for v in result] if isinstance(result, list) else list(to_jsonable(result))
+        if len(values) != len(rows):
+            raise InputError(f"predict of run {self.run.run_id} returned {len(values)} values for {len(rows)} input rows.")
+        return values
+
+
+def load_run(store: RunStore | Path | str, ref: str) -> LoadedRun:
+    """Resolve `ref` (run id, prefix or alias), verify the model's sha256, load it and the predict code.
+
+    The run's own code snapshot (`code/src`) is imported, so a model always meets the package code
+    it was trained with, whatever build is current.
+    """
+    run_store = store if isinstance(store, RunStore) else RunStore(store)
+    run = run_store.get(ref)
     manifest = run.manifest
     if manifest.model is None:
         raise InputError(f"run {run.run_id} has no model to predict with (its status is {manifest.status}).")
-    if not rows:
-        return []
     package = manifest.source.package
     with package_on_path(run.path / "code" / "src", package):
         model = load_model(run.path, manifest.model)
         module = importlib.import_module(f"{package}.predict")
-        try:
-            if has_predict_cell(run):
-                inputs = _shape_for_custom_predict(rows, manifest.predict_inputs)
-            elif manifest.contract is not None:
-                inputs = rows_for_model(rows, manifest.contract)
-            else:
-                inputs = _shape_for_custom_predict(rows, None)
-        except ValueError as exc:
-            raise InputError(f"{source}: {exc}.") from None
-        try:
-            result = module.predict(model, inputs)
-        except Exception as exc:  # the notebook's predict rejected the rows: say so in one line
-            raise InputError(
-                f"{source}: predict of run {run.run_id} failed on these rows ({type(exc).__name__}: {exc})."
-            ) from exc
-    values = list(to_jsonable(result)) if not isinstance(result, list) else [to_jsonable(v) for v in result]
-    if len(values) != len(rows):
-        raise InputError(f"predict returned {len(values)} values for {len(rows)} input rows.")
-    return values
+    return LoadedRun(run, model, module.predict, has_predict_cell(run))
+
+
+def predict_rows(store: RunStore, ref: str, rows: list[dict[str, Any]], source: str = "INPUT") -> list[Any]:
+    """One JSON-ready prediction per row, from the model of the run `ref` names."""
+    return load_run(store, ref).predict_rows(rows, source)

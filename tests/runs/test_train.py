@@ -93,16 +93,18 @@ def test_papermill_run_records_every_field(ridge: Path):
     assert not (run_dir / "notebook.ipynb").stat().st_mode & stat.S_IWUSR
 
 
-def test_dirty_working_tree_is_recorded(ridge: Path):
+def test_training_from_the_notebook_records_a_dirty_working_tree(ridge: Path):
     project = ridge.parent.parent
     (project / "notes.txt").write_text("uncommitted\n")
-    try:
-        result = cli("train", str(ridge), "--engine", "python", "--format", "json")
+    try:  # the notebook itself: built first (unchanged here), then trained
+        result = cli("train", "ridge.ipynb", "--engine", "python", "--format", "json", cwd=project)
     finally:
         (project / "notes.txt").unlink()
     assert result.returncode == 0, result.stderr
     manifest = _run_from_output(result.stdout)
     assert manifest.git is not None and manifest.git.dirty is True and manifest.engine == "python"
+    assert Path(json.loads(result.stdout)["path"]).parent == project / "runs"
+    assert manifest.source.build_dir == str(ridge) and (project / "runs" / manifest.run_id / "output.log").is_file()
 
 
 @pytest.mark.parametrize(
