@@ -228,7 +228,7 @@ def _labels(ctx: ManifestContext, component: str) -> dict[str, str]:
     }
 
 
-def _pod_spec(ctx: ManifestContext, args: list[str], env: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def _pod_spec(ctx: ManifestContext, args: list[str], env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "train",
         "image": ctx.image,
@@ -261,7 +261,7 @@ def _train_args(ctx: ManifestContext) -> list[str]:
     return args + [ctx.output_flag, f"{RUNS_MOUNT}/$(RUN_NAME)"]
 
 
-_RUN_NAME_ENV = {"name": "RUN_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+_RUN_NAME_ENV: dict[str, Any] = {"name": "RUN_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
 
 
 def _job(ctx: ManifestContext, component: str, pod: dict[str, Any]) -> dict[str, Any]:
@@ -302,7 +302,7 @@ def retrain_cronjob(ctx: ManifestContext) -> dict[str, Any]:
 def sweep_job(ctx: ManifestContext) -> dict[str, Any]:
     points = ctx.sweep_points()
     grid_json = json.dumps(points, sort_keys=True, separators=(",", ":"))
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "NB2PROD_SWEEP_GRID", "value": k8s_literal(grid_json)},
         {"name": "SWEEP_JOB", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
         {

@@ -375,3 +375,24 @@ def test_a_filled_wheelhouse_is_reused_without_pip(fraud: Built, wheelhouse: Pat
     count = fill_wheelhouse(fraud.build_dir, wheelhouse, "3.11", messages.append)
     assert count == len(list(wheelhouse.glob("*.whl"))) > 10
     assert messages == [f"wheelhouse: {wheelhouse} already holds the wheels of this lock file\n"]
+
+
+def test_image_build_of_a_notebook_builds_it_first(fraud: Built, docker_client, wheelhouse: Path, tmp_path: Path) -> None:
+    tag = f"nb2prod-test/fraud-detection:{RUN_ID}-nb"
+    docker_client.nb2prod_made.append(tag)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2prod", "image", "build", str(fraud.repo / "fraud_detection.ipynb"),
+         "-o", str(tmp_path / "out"), "-t", tag, "--base-image", BASE_IMAGE, "--wheelhouse", str(wheelhouse),
+         "--format", "json", "-q"],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"built {tmp_path / 'out'}" in proc.stderr
+    result = json.loads(proc.stdout)
+    assert tag in result["tags"] and result["offline"] is True
+    assert result["image_id"] == docker_client.images.get(tag).id
+    # Same notebook, same lock and wheelhouse: the dependency install comes from the cache.
+    install = next(s for s in result["steps"] if "--requirement /opt/app/requirements.lock" in s["instruction"])
+    assert install["cached"]

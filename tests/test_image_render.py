@@ -324,7 +324,8 @@ def test_every_example_build_has_a_lint_clean_image_spec(tmp_path: Path, noteboo
     lint = hadolint(out / "Dockerfile")
     assert lint.returncode == 0 and lint.stdout.strip() == "", lint.stdout
     dockerfile = (out / "Dockerfile").read_text()
-    assert instructions(dockerfile)[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
+    python = json.loads((out / "nb2prod.json").read_text())["config"]["python"]
+    assert instructions(dockerfile)[0] == ("ARG", f"BASE_IMAGE=python:{python}-slim")
     assert (out / ".dockerignore").is_file() and (out / "docker" / "entrypoint.py").is_file()
     for needed in ("pyproject.toml", "README.md", "requirements.lock", "src"):
         assert (out / needed).exists(), needed  # everything the Dockerfile copies is in the build
