@@ -331,13 +331,26 @@ def docker_api(timeout: int = 600) -> Any:
     try:
         client = docker.APIClient(base_url=host, version="auto", timeout=timeout)
         client.ping()
-    except DockerException as exc:
+    except (DockerException, OSError) as exc:
         raise EngineUnavailable(
-            f"no Docker engine answers at {host} ({_short(exc)}); start dockerd or set DOCKER_HOST."
+            f"no Docker engine answers at {host} ({_engine_reason(exc)}); start dockerd or set DOCKER_HOST."
         ) from exc
-    except OSError as exc:  # pragma: no cover - raised by some transports directly
-        raise EngineUnavailable(f"no Docker engine answers at {host} ({exc}); start dockerd or set DOCKER_HOST.") from exc
     return client
+
+
+def _engine_reason(exc: BaseException) -> str:
+    """Why the engine did not answer, in a few words (the transport's errors nest deeply)."""
+    text = str(exc)
+    for needle, reason in (
+        ("No such file or directory", "no socket there"),
+        ("Connection refused", "connection refused"),
+        ("NewConnectionError", "connection refused"),
+        ("Permission denied", "permission denied"),
+        ("timed out", "timed out"),
+    ):
+        if needle in text:
+            return reason
+    return _short(exc)
 
 
 def _short(exc: BaseException) -> str:

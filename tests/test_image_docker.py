@@ -347,7 +347,10 @@ def test_no_engine_is_one_clear_sentence_and_exit_2(toy_dir: Path, tmp_path: Pat
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: no Docker engine answers at unix://{tmp_path}/no-engine.sock")
+    assert lines == [
+        f"error: no Docker engine answers at unix://{tmp_path}/no-engine.sock (no socket there); "
+        "start dockerd or set DOCKER_HOST."
+    ]
     assert "Traceback" not in proc.stderr
 
 
