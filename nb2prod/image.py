@@ -572,7 +572,7 @@ def build_image(
                 progress(f"{chunk['status']} {chunk.get('progress', '')}".rstrip() + "\n")
             if "error" in chunk:
                 detail = str(chunk.get("error", "")).strip().splitlines()[-1:] or ["unknown error"]
-                raise ImageBuildError(f"the image build of {build_dir} failed: {detail[0]}")
+                raise ImageBuildError(f"the image build of {build_dir} failed: {detail[0]}{_last_output(log_parts)}")
             aux = chunk.get("aux")
             if isinstance(aux, dict) and aux.get("ID"):
                 image_id = aux["ID"]
@@ -604,6 +604,16 @@ def build_image(
         offline=offline,
         log=log,
     )
+
+
+def _last_output(log_parts: list[str]) -> str:
+    """`; last output: LINE` with the build's last line of its own output (the error's cause), if any."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", "".join(log_parts)).splitlines()  # the engine colours stderr
+    for line in reversed(lines):
+        text = line.strip()
+        if text and not text.startswith(("--->", "Step ", "Removing intermediate", "Running in")):
+            return f"; last output: {text[:200]}"
+    return ""
 
 
 def _split_tag(ref: str) -> tuple[str, str, str]:

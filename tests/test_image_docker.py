@@ -399,3 +399,24 @@ def test_image_build_of_a_notebook_builds_it_first(fraud: Built, docker_client, 
     # Same notebook, same lock and wheelhouse: the dependency install comes from the cache.
     install = next(s for s in result["steps"] if "--requirement /opt/app/requirements.lock" in s["instruction"])
     assert install["cached"]
+
+
+def test_a_failing_build_is_one_sentence_and_exit_2(toy_dir: Path, docker_client, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(toy_dir, broken)
+    (broken / "src" / "toy_server" / "__init__.py").write_text("raise RuntimeError('broken on import')\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2prod", "image", "build", str(broken), "-t", f"nb2prod-test/broken:{RUN_ID}",
+         "--base-image", BASE_IMAGE, "-q"],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: the image build of {broken} failed: ")
+    assert "returned a non-zero code" in lines[0]
+    assert lines[0].endswith("; last output: RuntimeError: broken on import")
+    with pytest.raises(Exception):
+        docker_client.images.get(f"nb2prod-test/broken:{RUN_ID}")
