@@ -5,6 +5,7 @@ broken notebook, follow a finding's link to the cell that must change."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -33,12 +34,33 @@ def open_notebook(page, lab: Lab, path: str, workspace: str) -> None:
 
 
 def run_command(page, label: str) -> None:
-    """Run a command from the command palette, as a person types it."""
-    page.keyboard.press("Control+Shift+C")
+    """Run a command from the command palette (opened from the View menu), as a person would."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     search = page.locator(".lm-CommandPalette-input")
-    search.wait_for(state="visible")
-    search.fill(label)
-    page.locator(".lm-CommandPalette-item", has_text=label).first.click()
+    # The modal palette closes when the focus moves (JupyterLab focuses the notebook when its
+    # kernel connects): then open it again, as a person would.
+    for attempt in range(5):
+        page.locator(".lm-MenuBar-item", has_text="View").click()
+        page.locator(".lm-Menu-item[data-command='apputils:activate-command-palette']").click()
+        try:
+            search.fill(label, timeout=5000)
+            page.locator(".lm-CommandPalette-item", has_text=label).first.click(timeout=5000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 4:
+                raise
+            page.keyboard.press("Escape")
+    search.wait_for(state="hidden")
+
+
+def wait_for_file(condition, page, attempts: int = 100) -> None:
+    """Poll the disk (the server writes it after the browser's request) until `condition()`."""
+    for _ in range(attempts):
+        if condition():
+            return
+        page.wait_for_timeout(100)
+    assert condition()
 
 
 def saved_tags(path: Path, cell_id: str) -> list[str]:
@@ -126,3 +148,43 @@ def test_a_broken_dependency_links_to_its_cells(page, lab: Lab, artifacts: Path)
     dialog.wait_for(state="detached")
     expect(active).to_have_attribute("data-windowed-list-index", "2")
     assert "def load_points" in active.inner_text()
+
+
+def cell_context_menu(page, index: int, *path: str) -> None:
+    """Right-click a cell and follow the menu items named in `path`."""
+    page.locator(cell(index)).locator(".jp-InputPrompt").click(button="right")
+    for label in path:
+        item = page.locator(".lm-Menu:visible .lm-Menu-item", has_text=label).last
+        item.wait_for(state="visible")
+        item.click()
+
+
+def test_roles_from_the_cell_menu_and_inspect_findings_on_cells(page, lab: Lab) -> None:
+    target = lab.root / "tagging.ipynb"
+    shutil.copy(BROKEN, target)
+    open_notebook(page, lab, "tagging.ipynb", "tagging")
+    helpers, train = page.locator(cell(2)), page.locator(cell(3))
+
+    # inspect puts the error on the train cell that uses the untagged helper ...
+    train.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    run_command(page, "nb2prod: inspect")
+    expect(train.locator(".jp-nb2prod-cell-finding.jp-nb2prod-severity-error")).to_contain_text("load_points")
+    expect(train).to_have_class(re.compile(r"\bjp-nb2prod-has-error\b"))
+
+    # ... tagging the helper cell from its context menu fixes it.
+    cell_context_menu(page, 2, "nb2prod role", "export")
+    expect(helpers.locator(".jp-nb2prod-badge-export")).to_have_text("export")
+    run_command(page, "nb2prod: inspect")
+    expect(train.locator(".jp-nb2prod-cell-findings")).to_have_count(0)
+    expect(train).not_to_have_class(re.compile(r"\bjp-nb2prod-has-error\b"))
+    assert saved_tags(target, "helpers") == ["export"]  # inspect saved the notebook first
+
+    # Removing the roles takes the tag and the badge away; other tags stay.
+    page.locator(cell(2)).locator(".jp-InputPrompt").click()
+    run_command(page, "nb2prod: set role → test")
+    expect(helpers.locator(".jp-nb2prod-badge")).to_have_count(2)
+    cell_context_menu(page, 2, "nb2prod role", "remove nb2prod roles")
+    expect(helpers.locator(".jp-nb2prod-badge")).to_have_count(0)
+    page.locator(f"{PANEL} .jp-Toolbar [data-command='docmanager:save']").click()
+    wait_for_file(lambda: saved_tags(target, "helpers") == [], page)
