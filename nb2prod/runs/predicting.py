@@ -71,22 +71,23 @@ def has_predict_cell(run: StoredRun) -> bool:
 
 
 def _shape_for_custom_predict(rows: list[dict[str, Any]], inputs: Contract | None) -> Any:
+    """A DataFrame of the rows; columns the notebook fed predict get the dtypes they had there.
+
+    The notebook's example inputs are an example, not a schema (they may carry the label too), so
+    missing columns are left for the notebook's predict to report.
+    """
     import pandas as pd
 
+    frame = pd.DataFrame.from_records(rows)
     if inputs is not None and inputs.kind == "dataframe":
-        names = [f.name for f in inputs.features]
-        for number, row in enumerate(rows, 1):
-            missing = [n for n in names if n not in row]
-            if missing:
-                raise ValueError(f"row {number} has no column {missing[0]!r} (predict takes {', '.join(names)})")
-        frame = pd.DataFrame.from_records(rows)
         for feature in inputs.features:
+            if feature.name not in frame.columns:
+                continue
             try:
                 frame[feature.name] = frame[feature.name].astype(feature.dtype)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"column {feature.name!r} cannot be read as {feature.dtype} ({exc})") from None
-        return frame
-    return pd.DataFrame.from_records(rows)
+    return frame
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,12 @@ class LoadedRun:
         try:
             result = self.predict_function(self.model, inputs)
         except Exception as exc:  # the notebook's predict rejected the rows: say so in one line
+            hint = ""
+            examples = self.run.manifest.predict_inputs
+            if examples is not None and examples.features:
+                hint = f"; in the notebook, predict was fed columns {', '.join(f.name for f in examples.features)}"
             raise InputError(
-                f"{source}: predict of run {self.run.run_id} failed on these rows ({type(exc).__name__}: {exc})."
+                f"{source}: predict of run {self.run.run_id} failed on these rows ({type(exc).__name__}: {exc}){hint}."
             ) from exc
         values = [to_jsonable(v) for v in result] if isinstance(result, list) else list(to_jsonable(result))
         if len(values) != len(rows):

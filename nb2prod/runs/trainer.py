@@ -117,7 +117,10 @@ def execute(request: TrainRequest) -> StoredRun:
         cell_roles=build.cell_roles,
         notebook_name=build.notebook.name if build.notebook else None,
     )
-    run_id, folder = request.store.staging_dir()
+    try:
+        run_id, folder = request.store.staging_dir()
+    except OSError as exc:
+        raise InputError(f"cannot write runs into {request.store.root} ({exc.strerror or exc}).") from None
     try:
         data = data_inputs(request.params, build.workdir)  # before the job: what it read, not what it wrote
         git = git_info(build.workdir)

@@ -98,5 +98,10 @@ def test_train_twice_diff_promote_predict_rollback(builds: dict[str, Path], tmp_
     assert rolled.returncode == 0 and f"{second.run_id} -> {first.run_id}" in rolled.stdout
     assert predictions() == with_first
 
+    no_hour = cli("predict", "production", "-", *s, stdin='{"amount": 3.0}\n')
+    assert no_hour.returncode == 2
+    assert "stdin: predict of run" in no_hour.stderr and "KeyError" in no_hour.stderr
+    assert "predict was fed columns amount, hour, merchant_category" in no_hour.stderr
+
     listing = cli("runs", "list", *s)
     assert f"{first.run_id}  succeeded  papermill" in listing.stdout and "production" in listing.stdout
