@@ -155,6 +155,19 @@ class Nb2prodHandler(APIHandler):
         return os.path.relpath(full, notebook.root).replace(os.sep, "/")
 
 
+def planned_output(notebook_path: str) -> str:
+    """Where `nb2prod build` will write this notebook's output (configuration included), as a
+    real path: the same folder `nb2prod.api.build` picks, found without analysing the notebook."""
+    from nb2prod.analysis.identifiers import distribution_name
+    from nb2prod.api import _output_dir
+    from nb2prod.config import load_config
+    from nb2prod.notebook import read_notebook
+
+    nb = read_notebook(notebook_path)
+    config = load_config(nb.path, nb.nb2prod_metadata, {})
+    return os.path.realpath(_output_dir(nb.path, distribution_name(config.name or nb.path.stem), None, config.output))
+
+
 class BuildHandler(Nb2prodHandler):
     @tornado.web.authenticated
     @authorized("write")
@@ -166,6 +179,11 @@ class BuildHandler(Nb2prodHandler):
 
         async with self.state.lock_for(notebook.os_path):
             try:
+                output = await self.run(lambda: planned_output(notebook.os_path))
+                if self.relative_to_root(notebook, output) is None:
+                    # A notebook's `output` setting (or a symlinked build folder) must not make
+                    # the server write outside the folder it serves.
+                    raise Refused(403, f"The build output folder {output} is outside the server root; set `output` to a folder inside it.")
                 result = await self.run(lambda: api.build(notebook.os_path))
             except Nb2prodError as exc:
                 self.log.info("nb2prod: build of %s: %s", notebook.api_path, exc.message)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import threading
 import urllib.parse
 from pathlib import Path
 
@@ -67,13 +68,72 @@ async def test_inspect_lists_the_roles(jp_fetch, fraud_notebook):
         assert role in text
 
 
-async def test_two_builds_at_once_both_succeed_with_one_complete_output(jp_fetch, fraud_notebook, jp_root_dir):
+def hold_builds(monkeypatch) -> tuple[threading.Event, threading.Event, list[str], list[int]]:
+    """Wrap the real `nb2prod.api.build` so that each call waits for `release` once it has
+    started: what the server does meanwhile shows whether builds block it or overlap."""
+    from nb2prod import api
+
+    real_build = api.build
+    started, release = threading.Event(), threading.Event()
+    threads: list[str] = []
+    running = [0, 0]  # now, most at once
+    guard = threading.Lock()
+
+    def build(*args, **kwargs):
+        with guard:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+            threads.append(threading.current_thread().name)
+        started.set()
+        try:
+            assert release.wait(120), "the test never released the build"
+            return real_build(*args, **kwargs)
+        finally:
+            with guard:
+                running[0] -= 1
+
+    monkeypatch.setattr(api, "build", build)
+    return started, release, threads, running
+
+
+async def wait_for(event: threading.Event) -> None:
+    for _ in range(6000):  # bounded: at most a minute
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the build never started")
+
+
+async def test_the_server_answers_while_a_build_runs(jp_fetch, fraud_notebook, monkeypatch):
+    started, release, threads, _ = hold_builds(monkeypatch)
+    build = asyncio.ensure_future(post(jp_fetch, "build", {"path": "fraud/fraud_detection.ipynb"}))
+    await wait_for(started)
+    # The build is held in its worker thread; the event loop still serves other requests.
+    status = await jp_fetch("api", "status")
+    assert status.code == 200
+    contents = await jp_fetch("api", "contents", "fraud")
+    assert contents.code == 200
+    assert not build.done()
+    release.set()
+    code, reply = await build
+    assert code == 200 and reply["ok"]
+    assert threads and threads[0].startswith("nb2prod")
+
+
+async def test_two_builds_of_one_notebook_run_one_after_the_other(jp_fetch, fraud_notebook, jp_root_dir, monkeypatch):
+    started, release, threads, running = hold_builds(monkeypatch)
     body = {"path": "fraud/fraud_detection.ipynb"}
-    (status_a, a), (status_b, b) = await asyncio.gather(
-        post(jp_fetch, "build", body), post(jp_fetch, "build", body)
-    )
+    first = asyncio.ensure_future(post(jp_fetch, "build", body))
+    await wait_for(started)
+    second = asyncio.ensure_future(post(jp_fetch, "build", body))
+    # While the first build is held, the second request is served up to the notebook's lock.
+    await jp_fetch("api", "status")
+    assert len(threads) == 1
+    release.set()
+    (status_a, a), (status_b, b) = await asyncio.gather(first, second)
     assert status_a == status_b == 200 and a["ok"] and b["ok"]
-    assert sorted(a["result"]["files"]) == sorted(b["result"]["files"])
+    assert len(threads) == 2 and running[1] == 1
+    assert a["result"]["changed"] is True and b["result"]["changed"] is False
     output = jp_root_dir / "fraud" / "build" / "fraud-detection"
     for name in a["result"]["files"]:
         assert (output / name).is_file(), name
@@ -81,14 +141,18 @@ async def test_two_builds_at_once_both_succeed_with_one_complete_output(jp_fetch
     assert sorted(p.name for p in output.parent.iterdir()) == ["fraud-detection"]
 
 
-async def test_the_server_answers_while_a_build_runs(jp_fetch, fraud_notebook):
-    build = asyncio.ensure_future(post(jp_fetch, "build", {"path": "fraud/fraud_detection.ipynb"}))
-    await asyncio.sleep(0)
-    status = await jp_fetch("api", "status")
-    assert status.code == 200
-    assert not build.done() or (await build)[0] == 200
-    code, reply = await build
-    assert code == 200 and reply["ok"]
+async def test_builds_of_two_notebooks_can_run_at_once(jp_fetch, fraud_notebook, broken_notebook, monkeypatch):
+    started, release, threads, running = hold_builds(monkeypatch)
+    first = asyncio.ensure_future(post(jp_fetch, "build", {"path": "fraud/fraud_detection.ipynb"}))
+    second = asyncio.ensure_future(post(jp_fetch, "build", {"path": "broken_dependency.ipynb"}))
+    for _ in range(6000):
+        if len(threads) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert running[1] == 2  # both held at once: the lock is per notebook
+    release.set()
+    (_, a), (_, b) = await asyncio.gather(first, second)
+    assert a["ok"] is True and b["ok"] is False
 
 
 # --- findings are an answer, not an HTTP error ----------------------------------------------
@@ -210,3 +274,22 @@ async def test_malformed_body_is_400(jp_fetch, endpoint, body):
     status, reply = await post(jp_fetch, endpoint, body)
     assert status == 400
     assert "path" in reply["message"] or "JSON" in reply["message"]
+
+
+async def test_build_output_outside_the_root_is_refused(jp_fetch, jp_root_dir, fraud_notebook, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    notebook = json.loads(fraud_notebook.read_text())
+    notebook["metadata"]["nb2prod"]["output"] = str(elsewhere / "out")
+    fraud_notebook.write_text(json.dumps(notebook))
+    status, reply = await post(jp_fetch, "build", {"path": "fraud/fraud_detection.ipynb"})
+    assert status == 403, reply
+    assert "outside the server root" in reply["message"]
+    assert not (elsewhere / "out").exists()
+
+
+async def test_build_through_a_symlinked_build_folder_is_refused(jp_fetch, jp_root_dir, fraud_notebook, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    os.symlink(elsewhere, fraud_notebook.parent / "build")
+    status, reply = await post(jp_fetch, "build", {"path": "fraud/fraud_detection.ipynb"})
+    assert status == 403, reply
+    assert list(elsewhere.iterdir()) == []
