@@ -165,3 +165,16 @@ def test_runtime_errors_point_at_the_notebook_cell(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "fails.train", "--divisor", "2", "--output", str(tmp_path / "m")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "m" / "model.joblib").is_file()
+
+
+@pytest.mark.parametrize("fixture", ["nbdev_style.ipynb", "kale_style.ipynb", "v3_notebook.ipynb"])
+def test_other_tools_notebooks_build_and_their_tests_pass(tmp_path: Path, fixture: str) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    api.build(FIXTURES / fixture, output=out)
+    env = {**os.environ, "PYTHONPATH": str(out / "src")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=out, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert " passed" in result.stdout
