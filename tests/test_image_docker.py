@@ -291,10 +291,10 @@ def toy_dir(tmp_path_factory) -> Path:
 
 
 def test_cli_builds_the_image_and_reports_id_size_and_tags(toy_dir: Path, docker_client, wheelhouse: Path) -> None:
-    tag = f"nb2prod-test/toy-server:{RUN_ID}"
-    docker_client.nb2prod_made.append(tag)
+    tag, second_tag = f"nb2prod-test/toy-server:{RUN_ID}", f"localhost:5000/team/toy-server:{RUN_ID}"
+    docker_client.nb2prod_made.extend([tag, second_tag])
     proc = subprocess.run(
-        [sys.executable, "-m", "nb2prod", "image", "build", str(toy_dir), "--tag", tag,
+        [sys.executable, "-m", "nb2prod", "image", "build", str(toy_dir), "--tag", tag, "-t", second_tag,
          "--base-image", BASE_IMAGE, "--wheelhouse", str(wheelhouse)],  # fmt: skip
         capture_output=True,
         text=True,
@@ -304,7 +304,8 @@ def test_cli_builds_the_image_and_reports_id_size_and_tags(toy_dir: Path, docker
     assert "Step 1/" in proc.stderr  # progress streamed as it builds
     last = proc.stdout.strip().splitlines()[-1]
     image = docker_client.images.get(tag)
-    assert last.startswith(f"image {image.id} ") and f" MB {tag}" in last
+    assert last.startswith(f"image {image.id} ") and f" MB {second_tag} {tag} (" in last
+    assert sorted(image.tags) == sorted([tag, second_tag])
     # Labels carry hostile text verbatim: quoted, not interpreted.
     assert image.labels["org.example.team"] == HOSTILE_LABEL
     assert image.labels["org.opencontainers.image.version"] == "1.0.0+local.1"
