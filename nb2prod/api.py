@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import contextlib
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from nb2prod.errors import Finding, NotebookErrors
 
@@ -83,7 +85,24 @@ class _Prepared:
     output: Path
 
 
+@contextlib.contextmanager
+def _recursion_limit(limit: int = 3000) -> Iterator[None]:
+    """Deeply nested cell code needs more than Python's default 1000 frames to analyse and format
+    (IPython, which users run these cells in, raises it the same way)."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def _prepare(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> _Prepared:
+    with _recursion_limit():
+        return _prepare_inner(notebook, output, overrides)
+
+
+def _prepare_inner(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> _Prepared:
     from nb2prod.analysis.analyse import analyse
     from nb2prod.config import load_config
     from nb2prod.notebook import read_notebook
@@ -110,7 +129,8 @@ def _render_tree(prepared: _Prepared) -> dict[str, bytes]:
     from nb2prod.render import render
     from nb2prod.writer import MANIFEST
 
-    rendered = render(plan_build(prepared.analysis))
+    with _recursion_limit():
+        rendered = render(plan_build(prepared.analysis))
     files = dict(rendered.files)
     files[MANIFEST] = make_manifest(prepared.analysis, rendered, prepared.output)
     return files

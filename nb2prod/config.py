@@ -7,6 +7,8 @@ environment).
 
 from __future__ import annotations
 
+import keyword
+import re
 import sys
 import tomllib
 from dataclasses import asdict, dataclass, fields
@@ -83,4 +85,42 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
             raise InputError(f"{place}: {key} must be a string, not {type(value).__name__}")
         if key_norm == "output":
             value = str((base / value).resolve()) if not Path(value).is_absolute() else value
+        problem = _invalid(key_norm, value)
+        if problem:
+            raise InputError(f"{place}: {key} {value!r} {problem}")
         values[key_norm] = value
+
+
+def _invalid(key: str, value: Any) -> str | None:
+    """Why a setting's value can't be used, or None."""
+    if key == "version":
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            Version(value)
+        except InvalidVersion:
+            return "is not a version (PEP 440, e.g. 1.2.0)"
+    elif key == "python":
+        if not re.fullmatch(r"3\.[0-9]{1,2}", value):
+            return "is not a Python version like 3.11"
+    elif key == "model_variable":
+        if not value.isidentifier() or keyword.iskeyword(value):
+            return "is not a Python variable name"
+    elif key == "base_image":
+        from nb2prod.image import check_image_ref
+
+        try:
+            check_image_ref(value)
+        except InputError:
+            return "is not an image reference like python:3.11-slim"
+    elif key == "requirements":
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        for spec in value:
+            try:
+                Requirement(spec)
+            except InvalidRequirement:
+                return f"holds {spec!r}, which is not a requirement like name==1.0"
+    elif key == "line_length" and not 40 <= value <= 400:
+        return "must be between 40 and 400"
+    return None

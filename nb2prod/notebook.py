@@ -68,11 +68,13 @@ def parse_notebook(raw: bytes, path: Path) -> Notebook:
         raise InputError(f"{name} is not UTF-8 text (byte {exc.start}); a notebook is a UTF-8 JSON file") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise InputError(f"{name} nests JSON too deeply to be a notebook") from None
     if not isinstance(data, dict):
         raise InputError(f"{name} is JSON but not a notebook (its top level is not an object)")
     major = data.get("nbformat")
     minor = data.get("nbformat_minor", 0)
-    if not isinstance(major, int) or not isinstance(minor, int):
+    if not isinstance(major, int) or not isinstance(minor, int) or isinstance(major, bool) or isinstance(minor, bool):
         raise InputError(f"{name} has no valid nbformat version; it does not look like a Jupyter notebook")
     notes: list[Finding] = []
     if major == 3:
@@ -102,6 +104,13 @@ def parse_notebook(raw: bytes, path: Path) -> Notebook:
 def _upgrade_v3(data: dict[str, Any], name: str) -> dict[str, Any]:
     import nbformat
 
+    worksheets = data.get("worksheets")
+    if not isinstance(worksheets, list) or not all(
+        isinstance(w, dict) and isinstance(w.get("cells"), list) and all(isinstance(c, dict) and isinstance(c.get("cell_type"), str) for c in w["cells"])
+        for w in worksheets
+    ):
+        raise InputError(f"{name} is an nbformat 3 notebook without a valid list of worksheets holding cells, so it cannot be upgraded")
+
     try:
         from nbformat.v3.rwbase import rejoin_lines
 
@@ -109,8 +118,8 @@ def _upgrade_v3(data: dict[str, Any], name: str) -> dict[str, Any]:
         upgraded = nbformat.convert(node, 4)
         for cell in upgraded.get("cells", []):
             cell.pop("id", None)  # the upgrade invents random ids; nb2prod numbers them instead
-    except Exception as exc:  # nbformat raises a variety of errors on malformed v3 files
-        raise InputError(f"{name} is an nbformat 3 notebook that could not be upgraded: {exc}") from None
+    except Exception:  # nbformat raises a variety of errors on malformed v3 files
+        raise InputError(f"{name} is an nbformat 3 notebook whose structure is broken, so it cannot be upgraded; open and save it in Jupyter") from None
     return json.loads(json.dumps(upgraded))
 
 
@@ -124,7 +133,7 @@ def _check_kernel(metadata: dict[str, Any], name: str) -> None:
         language = str(language_info.get("name") or "")
     if language and language.lower() not in ("python", "python3", "python2", "ipython"):
         kernel = kernelspec.get("name", language) if isinstance(kernelspec, dict) else language
-        raise InputError(f"{name} runs on a {language} kernel ({kernel}); nb2prod builds Python notebooks only")
+        raise InputError(f"{name} is written for the {language} kernel {kernel!r}; nb2prod builds Python notebooks only")
 
 
 def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Finding]]:
@@ -145,7 +154,10 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
         if not isinstance(source, str):
             raise InputError(f"{where.describe()}: the cell source is neither text nor a list of lines")
         meta = raw.get("metadata") or {}
-        tags = meta.get("tags", []) if isinstance(meta, dict) else []
+        if not isinstance(meta, dict):
+            notes.append(Finding("note", "invalid-cell-metadata", "the cell's metadata is not an object, so its tags are ignored", where))
+            meta = {}
+        tags = meta.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise InputError(f"{where.describe()}: metadata.tags must be a list of strings")
         cell_id = raw.get("id")

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from nb2prod.errors import OutputConflict
+from nb2prod.errors import InputError, OutputConflict
 
 MANIFEST = "nb2prod.json"
 CACHE_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
@@ -56,6 +56,14 @@ def _user_files(output: Path, manifest: dict) -> list[str]:
 
 def write_tree(output: Path, files: dict[str, bytes], force: bool = False) -> bool:
     """Write `files` as the whole content of `output`; return False when nothing changed."""
+    try:
+        return _write_tree(output, files, force)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot write the output folder {output}: {reason}") from None
+
+
+def _write_tree(output: Path, files: dict[str, bytes], force: bool) -> bool:
     for path in files:
         pure = PurePosixPath(path)
         if pure.is_absolute() or ".." in pure.parts:

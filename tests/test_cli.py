@@ -21,7 +21,7 @@ def nb2prod(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     [
         ("invalid_json.ipynb", "invalid_json.ipynb is not valid JSON"),
         ("v2_notebook.ipynb", "uses nbformat 2"),
-        ("r_kernel.ipynb", "runs on a R kernel"),
+        ("r_kernel.ipynb", "is written for the R kernel"),
         ("syntax_error.ipynb", "cell 1 (id broken, export), line 2: the code is not valid Python"),
         ("bad_parameters.ipynb", "line 2: the value of parameter 'x' (`compute()`) is not a literal"),
         ("shell_escape.ipynb", "`!rm -rf data` is a shell command"),

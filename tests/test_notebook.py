@@ -33,7 +33,7 @@ def test_v3_is_upgraded_with_stable_ids() -> None:
     [
         ("v2_notebook.ipynb", "uses nbformat 2, which nb2prod does not read"),
         ("invalid_json.ipynb", "is not valid JSON: "),
-        ("r_kernel.ipynb", "runs on a R kernel"),
+        ("r_kernel.ipynb", "is written for the R kernel"),
     ],
 )
 def test_unusable_notebooks_get_one_sentence(fixture: str, expected: str) -> None:

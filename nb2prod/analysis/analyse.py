@@ -131,6 +131,7 @@ class _Analyser:
         self.untagged: dict[int, CodeCell] | None = None
         self.installs: list[tuple[str, int, int]] = []
         self.carried: set[tuple[int, str]] = set()
+        self.binder_index: dict[str, list[tuple[CodeCell, ImportBinding | None]]] | None = None
 
     # -- findings --------------------------------------------------------------------------
     def error(self, code: str, message: str, cell: RoledCell | None = None, line: int | None = None, fix: str | None = None, related: RoledCell | None = None, role: str | None = None) -> None:
@@ -193,6 +194,14 @@ class _Analyser:
         )
 
     def _prepare(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
+        try:
+            return self._prepare_cell(roled, tagged_cell)
+        except RecursionError:
+            if tagged_cell:
+                self.error("too-complex", "the code is nested too deeply to analyse", roled)
+            return None
+
+    def _prepare_cell(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
         cleaned = clean_cell(roled.code)
         if cleaned.syntax_error is not None:
             if tagged_cell:
@@ -205,7 +214,21 @@ class _Analyser:
             for text, line in cleaned.dropped:
                 self.note("magic-dropped", f"`{text}` is left out of the generated code (IPython only)", roled, line)
             for spec, line in cleaned.installs:
-                self.installs.append((spec, roled.index, line))
+                problem = _unpinnable(spec)
+                if problem is None:
+                    self.installs.append((spec, roled.index, line))
+                elif problem:
+                    self.note("install-not-pinned", f"`{spec}` {problem}, so it is not added to the requirements; list what it provides in `requirements` ([tool.nb2prod])", roled, line)
+        if tagged_cell:
+            try:
+                compile(cleaned.code, f"<cell {roled.index + 1}>", "exec", dont_inherit=True)
+            except SyntaxError as err:
+                hint = " (top-level await works only inside Jupyter; use asyncio.run)" if "await" in (err.msg or "") else ""
+                self.error("syntax-error", f"the code cannot be compiled as a module ({err.msg}){hint}", roled, err.lineno)
+                return None
+            except (RecursionError, MemoryError, ValueError):
+                self.error("too-complex", "the code is nested too deeply for Python to compile", roled)
+                return None
         code, displays = drop_display_calls(cleaned.code)
         if tagged_cell:
             for line in displays:
@@ -271,14 +294,15 @@ class _Analyser:
 
     # -- names -----------------------------------------------------------------------------
     def _binders(self, name: str) -> list[tuple[CodeCell, ImportBinding | None]]:
-        found = []
-        for code_cell in self.code_cells.values():
-            if name in code_cell.names.binds:
-                found.append((code_cell, None))
-            for binding in code_cell.names.imports:
-                if binding.name == name:
-                    found.append((code_cell, binding))
-        return found
+        if self.binder_index is None:
+            index: dict[str, list[tuple[CodeCell, ImportBinding | None]]] = {}
+            for code_cell in self.code_cells.values():
+                for bound in code_cell.names.binds:
+                    index.setdefault(bound, []).append((code_cell, None))
+                for binding in code_cell.names.imports:
+                    index.setdefault(binding.name, []).append((code_cell, binding))
+            self.binder_index = index
+        return self.binder_index.get(name, [])
 
     def _resolve(self, user: CodeCell, role: str, needs: Needs) -> list[str]:
         """Resolve the free names of `user` in its `role`; return names taken from the job namespace."""
@@ -395,6 +419,13 @@ class _Analyser:
         if predict_cells and not any(_defines_function(c.code, "predict") for c in predict_cells):
             self.error("no-predict-function", "the predict cell does not define `predict(model, inputs)`", predict_cells[0].roled, role="predict")
         for code_cell in predict_cells:
+            for node in ast.parse(code_cell.code).body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "predict" and not _takes_two_arguments(node):
+                    self.error("predict-signature", "`predict` must take two arguments, `predict(model, inputs)`", code_cell.roled, node.lineno, role="predict")
+        parameter_cells = [c for c in self.code_cells.values() if "parameters" in c.roles]
+        if parameter_cells and not job_cells:
+            self.note("parameters-unused", "the notebook has parameters but no train cell, so no training job is generated and the parameters are unused", parameter_cells[0].roled)
+        for code_cell in predict_cells:
             for name in sorted(code_cell.names.binds & PREDICT_MODULE_NAMES):
                 self.error("reserved-name", f"the predict cell defines {name!r}, which the generated predict module defines itself", code_cell.roled, fix=f"Rename {name!r}.", role="predict")
         if job_cells and any("metrics" in c.roles for c in job_cells) and not any("metrics" in c.names.binds for c in job_cells):
@@ -478,6 +509,26 @@ class _Analyser:
         return origins
 
 
+INSTALLER_PACKAGES = frozenset({"pip", "setuptools", "wheel"})
+
+
+def _unpinnable(spec: str) -> str | None:
+    """None for a requirement to pin, "" for one to skip silently, else why it can't be pinned."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if spec.startswith("-r "):
+        return "installs from a requirements file"
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement:
+        return "is a path or URL, not a package requirement"
+    if requirement.url:
+        return "installs from a URL"
+    if requirement.name.lower() in INSTALLER_PACKAGES:
+        return ""
+    return None
+
+
 def _statement_module(statement: str) -> str:
     words = statement.split()
     if words[0] == "import":
@@ -499,6 +550,12 @@ def _cross_role_fix(role: str, binder_role: str) -> str:
     if role == "predict":
         return "predict sees only exported code and its arguments: export what it needs, or pass it in through the model."
     return f"Tag the defining cell so that {role} code can see it."
+
+
+def _takes_two_arguments(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    positional = [*node.args.posonlyargs, *node.args.args]
+    required_beyond = len(positional) - len(node.args.defaults)
+    return (len(positional) >= 2 or node.args.vararg is not None) and required_beyond <= 2
 
 
 def _defines_function(code: str, name: str) -> bool:

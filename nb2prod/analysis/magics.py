@@ -139,7 +139,9 @@ def _install_targets(command: str) -> list[str]:
     start = words.index("install") + 1
     targets = []
     skip_next = False
-    for word in words[start:]:
+    for position, word in enumerate(words[start:], start):
+        if word in ("-r", "--requirement") and position + 1 < len(words):
+            targets.append(f"-r {words[position + 1]}")
         if skip_next:
             skip_next = False
             continue

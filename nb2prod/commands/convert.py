@@ -79,12 +79,23 @@ def check(notebooks: tuple[Path, ...], output: Path | None, name: str | None, mo
     from nb2prod import api
 
     results = []
+    unreadable: list[tuple[Path, Nb2prodError]] = []
     for notebook in notebooks:
-        result = api.check(notebook, output=_output_for(output, notebook, len(notebooks) > 1), overrides=_overrides(name, model_variable))
+        try:
+            result = api.check(notebook, output=_output_for(output, notebook, len(notebooks) > 1), overrides=_overrides(name, model_variable))
+        except Nb2prodError as exc:
+            if fmt != "json" and len(notebooks) == 1:
+                raise
+            unreadable.append((notebook, exc))
+            continue
         results.append((notebook, result))
     if fmt == "json":
-        click.echo(json.dumps([{"notebook": str(n), **r.to_dict()} for n, r in results], indent=2, sort_keys=True))
+        report = [{"notebook": str(n), **r.to_dict()} for n, r in results]
+        report += [{"notebook": str(n), "ok": False, "error": exc.message} for n, exc in unreadable]
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
+        for notebook, exc in unreadable:
+            click.echo(f"error: {exc.message}", err=True)
         for notebook, result in results:
             for finding in result.findings:
                 if finding.severity == "error":
@@ -94,6 +105,8 @@ def check(notebooks: tuple[Path, ...], output: Path | None, name: str | None, mo
             else:
                 for reason in result.reasons:
                     click.echo(f"stale: {notebook}: {reason}")
+    if unreadable:
+        sys.exit(2)
     if not all(r.ok for _, r in results):
         sys.exit(1)
 

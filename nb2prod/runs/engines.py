@@ -71,8 +71,14 @@ def _environ(**values: str) -> Iterator[None]:
 
 
 def _pythonpath(src_dir: Path) -> str:
+    """The build's src/, then the folder this nb2prod is imported from (the collect cell imports it)."""
+    import nb2prod
+
+    root = Path(nb2prod.__file__).resolve().parent.parent
+    # an installed nb2prod is found by the kernel anyway; never put site-packages before the stdlib
+    extra = [] if root.name in ("site-packages", "dist-packages") else [str(root)]
     existing = os.environ.get("PYTHONPATH")
-    return os.pathsep.join([str(src_dir), *([existing] if existing else [])])
+    return os.pathsep.join([str(src_dir), *extra, *([existing] if existing else [])])
 
 
 def _notebook_cell(cell: Any) -> int | None:
