@@ -418,3 +418,31 @@ def _convert(text: str, parameter: Parameter) -> Any:
     if parameter.type == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def render_build_manifests(
+    *,
+    dist_name: str,
+    version: str,
+    parameter_schema: Mapping[str, Mapping[str, Any]],
+    source_sha256: str = "",
+    image: str | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    schedule: str | None = None,
+) -> dict[str, str]:
+    """The manifests of a build, for the renderer: `render_manifest_files` with the build's values.
+
+    `parameter_schema` is nb2prod.json's `parameters` mapping; `image` defaults to NAME:VERSION.
+    """
+    from nb2prod.image import default_tag
+
+    ctx = ManifestContext(
+        dist_name=dist_name,
+        version=version,
+        image=image or default_tag(dist_name, version),
+        parameters=parameters_from_schema(parameter_schema),
+        schedule=schedule or "0 3 * * 1",
+        grid=dict(grid or {}),
+        source_sha256=source_sha256,
+    )
+    return render_manifest_files(ctx)

@@ -353,3 +353,26 @@ def test_cli_names_a_bad_grid_in_one_sentence(fraud_build, tmp_path) -> None:
     ]
     unknown = cli("image", "manifests", str(fraud_build), "--grid", "trees=1", "-o", str(tmp_path))
     assert unknown.returncode == 2 and "'trees', which is not a parameter" in unknown.stderr
+
+
+def test_render_build_manifests_takes_the_build_values(fraud_build) -> None:
+    from nb2prod.manifests import render_build_manifests
+
+    data = json.loads((fraud_build / "nb2prod.json").read_text())
+    files = render_build_manifests(
+        dist_name=data["package"]["name"],
+        version=data["package"]["version"],
+        parameter_schema=data["parameters"],
+        source_sha256=data["source"]["sha256"],
+    )
+    assert sorted(files) == ["k8s/retrain-cronjob.yaml", "k8s/train-job.yaml", "kubeflow/component.yaml"]
+    (job,) = documents(files["k8s/train-job.yaml"])
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "fraud-detection:0.1.0"
+    assert job["metadata"]["annotations"]["nb2prod.io/source-sha256"] == data["source"]["sha256"]
+    with_grid = render_build_manifests(
+        dist_name="fraud-detection", version="0.1.0", parameter_schema=data["parameters"],
+        grid={"seed": [1, 2, 3]}, schedule="@weekly", image="r.example.com/fraud:2",
+    )  # fmt: skip
+    (sweep,) = documents(with_grid["k8s/sweep-job.yaml"])
+    assert sweep["spec"]["completions"] == 3
+    assert documents(with_grid["k8s/retrain-cronjob.yaml"])[0]["spec"]["schedule"] == "@weekly"
