@@ -329,3 +329,18 @@ def test_every_example_build_has_a_lint_clean_image_spec(tmp_path: Path, noteboo
     assert (out / ".dockerignore").is_file() and (out / "docker" / "entrypoint.py").is_file()
     for needed in ("pyproject.toml", "README.md", "requirements.lock", "src"):
         assert (out / needed).exists(), needed  # everything the Dockerfile copies is in the build
+
+
+def test_default_tag_and_image_references() -> None:
+    from nb2prod.image import check_image_ref, default_tag
+
+    assert default_tag("fraud-detection", "0.1.0") == "fraud-detection:0.1.0"
+    assert default_tag("Fraud_Detection", "1.0+local.2") == "fraud_detection:1.0-local.2"
+    for ref in (
+        "python:3.11-slim",
+        "nb2prod-base/python:3.11",
+        "localhost:5000/team/fraud:1",
+        "registry.example.com/a/b/c@sha256:" + "0" * 64,
+        default_tag("Fraud_Detection", "1.0+local.2"),
+    ):
+        assert check_image_ref(ref) == ref
