@@ -219,24 +219,10 @@ class ImageContext:
         return pairs
 
 
-def templates_dir() -> Path:
-    """Where the jinja2 templates are: inside the installed wheel, or at the checkout's root."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "image").is_dir():
-            return candidate
-    raise Nb2prodError("nb2prod's templates are missing from this installation (reinstall nb2prod).")
-
-
 def _environment() -> Any:
-    import jinja2
+    from nb2prod.resources import jinja_environment
 
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return jinja_environment()
 
 
 def render_image_files(ctx: ImageContext) -> dict[str, str]:

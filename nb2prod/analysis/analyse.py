@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nb2prod.analysis.identifiers import distribution_name, module_name, package_name
+from nb2prod.analysis.cells import prepare_cell_cached
 from nb2prod.analysis.magics import clean_cell
-from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names, blank_lines, drop_display_calls
+from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names
 from nb2prod.analysis.parameters import Parameter, ParameterError, parse_parameters
 from nb2prod.analysis.requirements import Requirement, infer_requirements
 from nb2prod.config import Config
@@ -132,6 +132,7 @@ class _Analyser:
         self.installs: list[tuple[str, int, int]] = []
         self.carried: set[tuple[int, str]] = set()
         self.binder_index: dict[str, list[tuple[CodeCell, ImportBinding | None]]] | None = None
+        self.untagged_cache: dict[int, CodeCell | None] = {}
 
     # -- findings --------------------------------------------------------------------------
     def error(self, code: str, message: str, cell: RoledCell | None = None, line: int | None = None, fix: str | None = None, related: RoledCell | None = None, role: str | None = None) -> None:
@@ -194,71 +195,37 @@ class _Analyser:
         )
 
     def _prepare(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
-        try:
-            return self._prepare_cell(roled, tagged_cell)
-        except RecursionError:
-            if tagged_cell:
-                self.error("too-complex", "the code is nested too deeply to analyse", roled)
-            return None
-
-    def _prepare_cell(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
-        cleaned = clean_cell(roled.code)
-        if cleaned.syntax_error is not None:
-            if tagged_cell:
-                err = cleaned.syntax_error
-                self.error("syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", roled, err.lineno)
-            return None
+        prepared = prepare_cell_cached(roled.code, roled.roles, tagged_cell)
         if tagged_cell:
-            for text, line in cleaned.escapes:
-                self.error("shell-escape", f"`{text}` is a shell command or magic that generated Python cannot run", roled, line, fix="Move it to an untagged cell, or do it in Python (e.g. with subprocess).")
-            for text, line in cleaned.dropped:
-                self.note("magic-dropped", f"`{text}` is left out of the generated code (IPython only)", roled, line)
-            for spec, line in cleaned.installs:
+            for event in prepared.events:
+                finding = Finding(event.severity, event.code, event.message, roled.location(self.notebook, event.line), event.fix)
+                self.findings.append(finding)
+            for spec, line in prepared.installs:
                 problem = _unpinnable(spec)
                 if problem is None:
                     self.installs.append((spec, roled.index, line))
                 elif problem:
                     self.note("install-not-pinned", f"`{spec}` {problem}, so it is not added to the requirements; list what it provides in `requirements` ([tool.nb2prod])", roled, line)
-        if tagged_cell:
-            try:
-                compile(cleaned.code, f"<cell {roled.index + 1}>", "exec", dont_inherit=True)
-            except SyntaxError as err:
-                hint = " (top-level await works only inside Jupyter; use asyncio.run)" if "await" in (err.msg or "") else ""
-                self.error("syntax-error", f"the code cannot be compiled as a module ({err.msg}){hint}", roled, err.lineno)
-                return None
-            except (RecursionError, MemoryError, ValueError):
-                self.error("too-complex", "the code is nested too deeply for Python to compile", roled)
-                return None
-        code, displays = drop_display_calls(cleaned.code)
-        if tagged_cell:
-            for line in displays:
-                self.note("display-dropped", "`display(...)` only shows output in Jupyter; it is left out of the generated code", roled, line)
-        cleaned.code = code
-        try:
-            names = analyse_names(cleaned.code)
-        except SyntaxError as err:  # symtable can be stricter than ast.parse
-            if tagged_cell:
-                self.error("syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", roled, err.lineno)
+        if prepared.code is None or prepared.names is None:
             return None
-        code = blank_lines(cleaned.code, names.hoistable_lines)
-        if "metrics" in roled.roles:
-            code = _gates_to_errors(code)
-        has_tests = False
-        if "test" in roled.roles:
-            tree = ast.parse(code)
-            has_tests = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in tree.body)
-        return CodeCell(roled, code, names, has_tests)
+        return CodeCell(roled, prepared.code, prepared.names, prepared.has_test_functions)
 
     def _untagged(self) -> dict[int, CodeCell]:
         """Untagged cells are analysed only when tagged code needs a name it can't find."""
         if self.untagged is None:
             self.untagged = {}
             for roled in self.cells:
-                if roled.cell.cell_type == "code" and not roled.roles:
-                    prepared = self._prepare(roled, tagged_cell=False)
-                    if prepared is not None:
-                        self.untagged[roled.index] = prepared
+                prepared = self._untagged_cell(roled)
+                if prepared is not None:
+                    self.untagged[roled.index] = prepared
         return self.untagged
+
+    def _untagged_cell(self, roled: RoledCell) -> CodeCell | None:
+        if roled.cell.cell_type != "code" or roled.roles:
+            return None
+        if roled.index not in self.untagged_cache:
+            self.untagged_cache[roled.index] = self._prepare(roled, tagged_cell=False)
+        return self.untagged_cache[roled.index]
 
     def _parameters(self) -> tuple[Parameter, ...]:
         found: dict[str, Parameter] = {}
@@ -449,7 +416,9 @@ class _Analyser:
         candidates: list[str] = []
         if self.config.example_inputs:
             candidates.append(self.config.example_inputs)
-        later = [*job_cells, *test_cells, *sorted(self._untagged().values(), key=lambda c: c.index)]
+        # Untagged cells are read only if they mention predict (analysing a cell with magics costs an IPython import).
+        mentioning = [self._untagged_cell(c) for c in self.cells if "predict" in c.code]
+        later = [*job_cells, *test_cells, *[c for c in mentioning if c is not None]]
         for code_cell in later:
             for node in ast.walk(ast.parse(code_cell.code)):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "predict" and len(node.args) == 2:
@@ -586,20 +555,3 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if found:
                 return found
     return None
-
-
-def _gates_to_errors(code: str) -> str:
-    """Top-level `assert`s of metrics cells become quality gates that also hold under `python -O`."""
-    tree = ast.parse(code)
-    lines = code.split("\n")
-    for node in reversed(tree.body):
-        if not isinstance(node, ast.Assert):
-            continue
-        test = ast.get_source_segment(code, node.test) or ast.unparse(node.test)
-        test = ast.unparse(node.test) if "\n" in test else test
-        message = ast.unparse(node.msg) if node.msg is not None else repr(f"quality gate failed: {ast.unparse(node.test)}")
-        indent = " " * node.col_offset
-        replacement = f"{indent}if not ({test}): raise _nb2prod.QualityGateError({message})"
-        span = (node.end_lineno or node.lineno) - node.lineno + 1
-        lines[node.lineno - 1 : node.lineno - 1 + span] = [replacement] + [""] * (span - 1)
-    return "\n".join(lines)

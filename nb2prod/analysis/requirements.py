@@ -33,7 +33,37 @@ def normalise(name: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _distributions_by_import() -> dict[str, tuple[str, ...]]:
-    return {k: tuple(v) for k, v in importlib.metadata.packages_distributions().items()}
+    """Import name → distributions. Scanning every installed distribution takes most of a second,
+    so the map is cached on disk, keyed by the site folders on sys.path and their modification times (installing or removing a package changes its site folder)."""
+    import hashlib
+    import json
+    import os
+
+    from nb2prod.formatting import cache_dir
+
+    stamp = []
+    for entry in sys.path:
+        if not entry or ("site-packages" not in entry and "dist-packages" not in entry):
+            continue  # distributions are installed into site folders; other entries change too often
+        try:
+            stamp.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            stamp.append(f"{entry}:-")
+    key = hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:32]
+    path = cache_dir().parent / f"distributions-{key}.json"
+    try:
+        return {k: tuple(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError):
+        pass
+    found = {k: tuple(v) for k, v in importlib.metadata.packages_distributions().items()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return found
 
 
 @functools.lru_cache(maxsize=None)
