@@ -79,6 +79,13 @@ def kernel_fixed_cost(workdir: Path) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def papermill_import_cost(workdir: Path) -> float:
+    """Importing papermill (and with it nbformat and jsonschema) in a fresh interpreter."""
+    code = "import time; t = time.perf_counter(); import papermill; print(time.perf_counter() - t)"
+    _, out = _run([sys.executable, "-c", code], workdir)
+    return float(out.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         results: dict[str, list[Sample]] = {name: [] for name in [*variants, "bare"]}
         kernel: list[float] = []
+        importing: list[float] = []
         for _ in range(args.repeat):
             for name, flags in variants.items():
                 wall, out = _run([sys.executable, "-m", "nb2prod", "train", str(build), *flags,
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, _ = _run([sys.executable, "bare.py"], root, env)
             results["bare"].append(Sample(wall))
             kernel.append(kernel_fixed_cost(root))
+            importing.append(papermill_import_cost(root))
 
     def med(values: list[float | None]) -> float:
         return statistics.median([v for v in values if v is not None])
@@ -148,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     cells = med([s.cells_s for s in results["papermill"]])
     lines += [
         "",
-        f"- kernel fixed cost (papermill executing a one-cell `pass` notebook): {med(kernel):.2f} s",
+        f"- kernel fixed cost (papermill executing a one-cell `pass` notebook): {med(kernel):.2f} s, plus "
+        f"importing papermill in the trainer process: {med(importing):.2f} s",
         f"- papermill engine: sum of the job's cell times {cells:.2f} s of {med([s.execute_s for s in results['papermill']]):.2f} s "
         "in the engine; the rest is kernel start/stop, notebook I/O and the collect cell",
         "- collect = saving the model (skops: dump, reload and compare predictions on 200 training rows; "
