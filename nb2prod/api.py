@@ -97,12 +97,12 @@ def _recursion_limit(limit: int = 3000) -> Iterator[None]:
         sys.setrecursionlimit(previous)
 
 
-def _prepare(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> _Prepared:
+def _prepare(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None, warm: bool = False) -> _Prepared:
     with _recursion_limit():
-        return _prepare_inner(notebook, output, overrides)
+        return _prepare_inner(notebook, output, overrides, warm)
 
 
-def _prepare_inner(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> _Prepared:
+def _prepare_inner(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None, warm: bool) -> _Prepared:
     from nb2prod.analysis.analyse import analyse
     from nb2prod.config import load_config
     from nb2prod.notebook import read_notebook
@@ -111,6 +111,10 @@ def _prepare_inner(notebook: str | Path, output: str | Path | None, overrides: M
     nb = read_notebook(notebook)
     config = load_config(nb.path, nb.nb2prod_metadata, dict(overrides or {}))
     cells, role_notes = resolve_roles(nb)
+    if warm:
+        from nb2prod.warm import warm_caches
+
+        warm_caches(cells, config.line_length)
     analysis = analyse(nb, cells, config, role_notes)
     return _Prepared(analysis, _output_dir(nb.path, analysis.dist, output, config.output))
 
@@ -140,7 +144,7 @@ def build(notebook: str | Path, *, output: str | Path | None = None, force: bool
     """Build `notebook` into its output folder; raise NotebookErrors if the notebook has errors."""
     from nb2prod.writer import write_tree
 
-    prepared = _prepare(notebook, output, overrides)
+    prepared = _prepare(notebook, output, overrides, warm=True)
     analysis = prepared.analysis
     if analysis.errors:
         raise NotebookErrors(analysis.findings)

@@ -49,7 +49,7 @@ def _black_version() -> str:
     return version("black")
 
 
-def format_jobs(jobs: list[FormatJob], line_length: int) -> list[Formatted]:
+def format_jobs(jobs: list[FormatJob], line_length: int, parallel: bool = True) -> list[Formatted]:
     version = _black_version()
     keys = [hashlib.sha256(f"{CACHE_VERSION}|{version}|{line_length}|{job.indent}|{job.code}".encode()).hexdigest() for job in jobs]
     folder = cache_dir()
@@ -59,7 +59,7 @@ def format_jobs(jobs: list[FormatJob], line_length: int) -> list[Formatted]:
     todo = [i for i, r in enumerate(results) if r is None]
     if todo:
         pending = [jobs[i] for i in todo]
-        if len(pending) >= PARALLEL_THRESHOLD and (os.cpu_count() or 1) > 1:
+        if parallel and len(pending) >= PARALLEL_THRESHOLD and (os.cpu_count() or 1) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
             workers = min(os.cpu_count() or 1, 8)

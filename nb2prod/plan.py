@@ -12,6 +12,7 @@ from typing import Any
 from nb2prod import __version__
 from nb2prod.analysis.analyse import Analysis, CodeCell
 from nb2prod.analysis.names import drop_display_statements
+from nb2prod.formatting import FormatJob
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,30 @@ class Chunk:
     def code(self) -> str:
         return drop_display_statements(self.cell.code) if self.in_module else self.cell.code
 
-    @property
-    def header(self) -> str:
-        return f"# Notebook cell {self.cell.index + 1} (id {self.cell.id})."
+    def format_job(self) -> tuple[FormatJob, int]:
+        """What black formats for this chunk, and how many leading blank lines were cut."""
+        return chunk_format_job(self.cell.index, self.cell.id, self.code, self.indent)
+
+
+def chunk_format_job(index: int, cell_id: str, code: str, indent: int) -> tuple[FormatJob, int]:
+    lines = code.split("\n")
+    lead = 0
+    while lead < len(lines) and not lines[lead].strip():
+        lead += 1
+    body = "\n".join(lines[lead:]).rstrip() + "\n"
+    return FormatJob(f"# Notebook cell {index + 1} (id {cell_id}).\n{body}", indent), lead
+
+
+def chunk_shapes(roles: frozenset[str], has_test_functions: bool) -> list[tuple[int, bool]]:
+    """(indent, in_module) of every chunk plan_build makes from a cell with these roles."""
+    shapes: list[tuple[int, bool]] = []
+    if "export" in roles or "predict" in roles:
+        shapes.append((0, True))
+    if roles & {"train", "metrics"}:
+        shapes += [(4, True), (0, False)]
+    if "test" in roles:
+        shapes.append((0 if has_test_functions else 4, True))
+    return shapes
 
 
 @dataclass(frozen=True)

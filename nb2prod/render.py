@@ -94,7 +94,7 @@ def render(plan: Plan) -> Rendered:
             scaffolds[planned.path] = text
     python_paths = [p for p in scaffolds if p.endswith(".py")]
     chunk_list = [chunk for planned in plan.files for chunk in planned.chunks] + list(plan.job_chunks)
-    chunk_jobs, offsets = zip(*[_chunk_job(chunk) for chunk in chunk_list]) if chunk_list else ((), ())
+    chunk_jobs, offsets = zip(*[chunk.format_job() for chunk in chunk_list]) if chunk_list else ((), ())
     job_sources = _job_cell_sources(plan) if analysis.has_job else ()
     jobs = [FormatJob(scaffolds[p], 0) for p in python_paths] + list(chunk_jobs) + [FormatJob(text, 0) for text in job_sources]
     formatted = format_jobs(jobs, line_length)
@@ -120,15 +120,6 @@ def render(plan: Plan) -> Rendered:
     files.update(_image_files(plan))
     files[f"{src}/_sourcemap.json"] = _source_map(placements)
     return Rendered(files, tuple(placements))
-
-
-def _chunk_job(chunk: Chunk) -> tuple[FormatJob, int]:
-    lines = chunk.code.split("\n")
-    lead = 0
-    while lead < len(lines) and not lines[lead].strip():
-        lead += 1
-    code = "\n".join(lines[lead:]).rstrip() + "\n"
-    return FormatJob(f"{chunk.header}\n{code}", chunk.indent), lead
 
 
 def _assemble(planned: PlannedFile, scaffold: str, by_key: dict[int, tuple[Chunk, Formatted, int]]) -> tuple[str, list[Placement]]:

@@ -1,0 +1,52 @@
+"""Warm the per-cell caches of a large notebook on every core before the build runs.
+
+Preparing a cell (analysis/cells.py) and formatting its chunks (formatting.py) depend on the
+cell alone and are cached on disk, so worker processes can do them for all tagged cells at once
+while the main process scans the installed distributions. The build that follows is then a
+rebuild on warm caches. Anything warmed wrongly only costs time: the build computes everything
+again where the cache has no entry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nb2prod.roles import RoledCell
+
+MIN_CELLS = 64  # below this, one process is faster than starting workers
+
+
+def warm_caches(cells: tuple[RoledCell, ...], line_length: int) -> None:
+    items = [(c.index, c.cell.id, c.code, c.roles) for c in cells if c.cell.cell_type == "code" and c.roles and "skip" not in c.roles]
+    workers = min(os.cpu_count() or 1, 8)
+    if len(items) < MIN_CELLS or workers < 2:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nb2prod.analysis.requirements import _distributions_by_import
+
+    batches = [items[i::workers * 4] for i in range(workers * 4)]
+    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_warm_batch, batch, line_length) for batch in batches if batch]
+        _distributions_by_import()  # meanwhile, in this process
+        for future in futures:
+            future.result()
+
+
+def _warm_batch(items: list[tuple[int, str, str, frozenset[str]]], line_length: int) -> None:
+    from nb2prod.analysis.cells import prepare_cell_cached
+    from nb2prod.analysis.names import drop_display_statements
+    from nb2prod.formatting import format_jobs
+    from nb2prod.plan import chunk_format_job, chunk_shapes
+
+    jobs = []
+    for index, cell_id, code, roles in items:
+        prepared = prepare_cell_cached(code, roles, True)
+        if prepared.code is None:
+            continue
+        for indent, in_module in chunk_shapes(roles, prepared.has_test_functions):
+            chunk_code = drop_display_statements(prepared.code) if in_module else prepared.code
+            jobs.append(chunk_format_job(index, cell_id, chunk_code, indent)[0])
+    format_jobs(jobs, line_length, parallel=False)
