@@ -52,12 +52,20 @@ def docker_client():
         _unavailable(f"the base image {BASE_IMAGE} is missing")
     made: list[str] = []
     client.nb2prod_made = made  # tags to remove at the end
+    dangling_before = {image.id for image in client.images.list(filters={"dangling": True})}
     yield client
     for tag in made:
         try:
             client.images.remove(tag, force=True, noprune=False)
         except docker.errors.APIError:
             pass
+    # The untagged images of the build stages these tests left behind (their build cache).
+    for image in client.images.list(filters={"dangling": True}):
+        if image.id not in dangling_before:
+            try:
+                client.images.remove(image.id, noprune=False)
+            except docker.errors.APIError:
+                pass
     client.close()
 
 
