@@ -117,3 +117,22 @@ def test_concurrent_promotes_leave_a_valid_alias_and_complete_history(store: Run
     assert history[-1].to_run == state.run_id
     assert len(state.previous) == len(history) - 1
     assert not list(Path(store.root, "aliases").glob("*.tmp"))
+
+
+def test_a_crash_while_moving_the_alias_leaves_the_old_target(store: RunStore, monkeypatch: pytest.MonkeyPatch):
+    a, b = record_run(store), record_run(store)
+    aliases = AliasStore(store)
+    aliases.promote(a.run_id)
+
+    def crash(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("nb2prod.runs.aliases.os.replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        aliases.promote(b.run_id)
+    monkeypatch.undo()
+    assert store.resolve("production") == a.run_id
+    assert [h.to_run for h in aliases.history()] == [a.run_id]
+    assert sorted(p.name for p in (store.root / "aliases").iterdir()) == [".lock", "history.jsonl", "production.json"]
+    aliases.promote(b.run_id)  # the lock was released
+    assert store.resolve("production") == b.run_id
