@@ -12,12 +12,15 @@ import click
 
 from nb2prod.runs.aliases import DEFAULT_ALIAS
 
-STORE_HELP = "Run store folder (default: $NB2PROD_STORE, else ./runs; for train: runs/ beside the notebook)."
-FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+STORE_HELP = "Run store folder (default: $NB2PROD_STORE, else ./runs)."
+TRAIN_STORE_HELP = "Run store folder (default: runs/ beside the notebook)."
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                      help="json: machine-readable, for CI and scripts.")
 
 
-def _store_option():
-    return click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None, help=STORE_HELP)
+def _store_option(help_text: str = STORE_HELP):
+    return click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help=help_text)
 
 
 def _open_store(store: Path | None):
@@ -43,7 +46,7 @@ def _echo_json(data: Any) -> None:
               help="papermill: execute job/train.ipynb with a real kernel; python: run the package in-process.")
 @click.option("--model-format", type=click.Choice(["auto", "skops", "joblib"]), default="auto", show_default=True,
               help="auto: skops for scikit-learn estimators that round-trip, else joblib.")
-@_store_option()
+@_store_option(TRAIN_STORE_HELP)
 @FORMAT
 def train(target: Path, pairs: tuple[tuple[str, str], ...], files: tuple[Path, ...], engine: str,
           model_format: str, store: Path | None, fmt: str) -> None:
