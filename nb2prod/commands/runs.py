@@ -164,6 +164,8 @@ def runs_show(run: str, store: Path | None, fmt: str) -> None:
         feats = ", ".join(f"{f.name}:{f.dtype}" for f in m.contract.features)
         out.append(f"contract  {m.contract.expression} ({m.contract.kind}, {m.contract.n_rows} rows): {feats}")
     out.append(f"python    {m.python} on {m.platform}, {len(m.pins)} packages pinned")
+    for note in m.notes:
+        out.append(f"note      {note}")
     if problems:
         out.append(f"WARNING   modified since recorded: {', '.join(problems)}")
     click.echo("\n".join(out))

@@ -190,6 +190,7 @@ def execute(request: TrainRequest) -> StoredRun:
             host=current_user().split("@", 1)[-1],
             files=file_digests(folder),
             predict_inputs=predict_inputs,
+            notes=tuple(str(p) for p in report.get("problems", [])),
         )
         return request.store.commit(folder, manifest)
     except BaseException:

@@ -45,6 +45,7 @@ def test_papermill_run_records_every_field(ridge: Path):
     manifest = _run_from_output(result.stdout)
     assert run_dir.parent == project / "runs"  # default store: runs/ beside the notebook
     assert manifest.status == SUCCEEDED and manifest.failure is None and manifest.engine == "papermill"
+    assert manifest.notes == ()
 
     # parameters: typed values reached the job (metrics computed by the job prove it)
     params = json.loads((run_dir / "params.json").read_text())
@@ -168,6 +169,7 @@ def test_an_error_in_a_train_cell_is_recorded_with_its_cell(ridge: Path, tmp_pat
     [run] = RunStore(store).list()
     m = run.manifest
     assert m.status == ERRORED and m.model is None and m.data == ()
+    assert m.notes == ("the job stopped before its model and metrics were collected",)
     assert (m.failure.error_type, m.failure.cell.notebook_cell, m.failure.cell.cell_id) == ("FileNotFoundError", 2, "train")
     assert (run.path / "notebook.ipynb").is_file()
 
