@@ -161,17 +161,23 @@ def test_failed_gate_is_recorded_and_never_promoted(ridge: Path, tmp_path: Path,
     assert not (store / "aliases" / "production.json").exists()
 
 
-def test_an_error_in_a_train_cell_is_recorded_with_its_cell(ridge: Path, tmp_path: Path):
+@pytest.mark.parametrize("engine", ["papermill", "python"])
+def test_an_error_in_a_train_cell_is_recorded_with_its_cell(ridge: Path, tmp_path: Path, engine: str):
     store = tmp_path / "store"
-    result = cli("train", str(ridge), "-p", "data_path", "data/missing.csv", "--store", str(store))
+    result = cli("train", str(ridge), "--engine", engine, "-p", "data_path", "data/missing.csv", "--store", str(store))
     assert result.returncode == 1
     assert "training failed" in result.stderr and "FileNotFoundError" in result.stderr
+    assert "ridge.ipynb: cell 3 (id train, train), line 3" in result.stderr
     [run] = RunStore(store).list()
     m = run.manifest
     assert m.status == ERRORED and m.model is None and m.data == ()
-    assert m.notes == ("the job stopped before its model and metrics were collected",)
     assert (m.failure.error_type, m.failure.cell.notebook_cell, m.failure.cell.cell_id) == ("FileNotFoundError", 2, "train")
-    assert (run.path / "notebook.ipynb").is_file()
+    assert "missing.csv" in m.failure.message and "FileNotFoundError" in m.failure.traceback
+    if engine == "papermill":
+        assert m.notes == ("the job stopped before its model and metrics were collected",)
+        assert (run.path / "notebook.ipynb").is_file()
+    else:
+        assert (run.path / "output.log").is_file()
 
 
 def test_predict_with_an_alias_and_refuse_a_tampered_model(ridge: Path, tmp_path: Path):
