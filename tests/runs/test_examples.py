@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nb2prod import api
+from nb2prod.runs.hashing import sha256_file
 from nb2prod.runs.manifest import SUCCEEDED, RunManifest
 from nb2prod.runs.predicting import predict_rows
 from nb2prod.runs.store import RunStore
@@ -61,6 +62,14 @@ def test_papermill_and_python_engines_give_the_same_model(builds: dict[str, Path
     assert {p.name for p in run_dir.iterdir()} == {
         "run.json", "params.json", "metrics.json", "contract.json", "environment.txt", "notebook.ipynb", "model", "code"
     }
+    assert json.loads((run_dir / "params.json").read_text()) == kernel.params
+    assert json.loads((run_dir / "metrics.json").read_text()) == kernel.metrics
+    assert kernel.model is not None and sha256_file(run_dir / kernel.model.file) == kernel.model.sha256
+    assert kernel.model.format == "skops" and kernel.model.type.startswith("sklearn.")
+    assert kernel.data == ()  # the examples make their data: no path parameters
+    assert any(pin.startswith("scikit-learn==") for pin in kernel.pins) and kernel.timings.cells_s > 0
+    assert len(kernel.contract.examples) == 5 and kernel.contract.kind == "dataframe"
+    assert RunStore(store).verify(RunStore(store).load(kernel.run_id)) == []
 
 
 def test_train_twice_diff_promote_predict_rollback(builds: dict[str, Path], tmp_path: Path):
