@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,14 @@ class RunStore:
 
     # --- writing -----------------------------------------------------------------------
     def staging_dir(self) -> tuple[str, Path]:
-        """A fresh run id and an empty folder to write the run into."""
+        """A fresh run id and an empty folder to write the run into.
+
+        Beside each staging folder, `ID.owner` names the host and process writing it, so folders
+        left by a process that died (killed, power loss) are removed by the next run on that host.
+        """
         staging = self.root / STAGING
         staging.mkdir(parents=True, exist_ok=True)
+        self._remove_orphans(staging)
         while True:
             run_id = new_run_id()
             if (self.root / run_id).exists():
@@ -67,7 +73,19 @@ class RunStore:
                 folder.mkdir()
             except FileExistsError:
                 continue
+            (staging / f"{run_id}.owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
             return run_id, folder
+
+    def _remove_orphans(self, staging: Path) -> None:
+        host = socket.gethostname()
+        for owner in staging.glob("*.owner"):
+            try:
+                owner_host, pid = owner.read_text().split()
+            except (OSError, ValueError):
+                continue
+            if owner_host != host or _process_alive(int(pid)):
+                continue
+            self.discard(staging / owner.name[: -len(".owner")])
 
     def commit(self, folder: Path, manifest: RunManifest) -> StoredRun:
         """Write run.json, make the folder read-only and rename it into the store."""
@@ -79,14 +97,19 @@ class RunStore:
         if target.exists():  # never overwrite a run, even an empty leftover folder
             raise FileExistsError(f"run folder {target} already exists")
         os.rename(folder, target)  # the top folder stays writable until here: moving a folder needs it
+        (folder.parent / f"{folder.name}.owner").unlink(missing_ok=True)
         os.chmod(target, _READ_ONLY_DIR)
         _fsync_dir(self.root)
         return StoredRun(target, manifest)
 
     def discard(self, folder: Path) -> None:
-        if folder.exists() and folder.parent == self.root / STAGING:
+        """Remove a staging folder (never a committed run)."""
+        if folder.parent != self.root / STAGING:
+            return
+        if folder.exists():
             _thaw(folder)
             shutil.rmtree(folder, ignore_errors=True)
+        (folder.parent / f"{folder.name}.owner").unlink(missing_ok=True)
 
     # --- reading -----------------------------------------------------------------------
     def run_ids(self) -> list[str]:
@@ -140,6 +163,16 @@ class RunStore:
             if not path.is_file() or sha256_file(path) != digest:
                 bad.append(rel)
         return bad
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def file_digests(folder: Path) -> dict[str, str]:

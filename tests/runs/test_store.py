@@ -88,3 +88,22 @@ def test_corrupt_manifest_is_one_clear_error(store: RunStore):
     (run.path / "run.json").write_text("{not json")
     with pytest.raises(IntegrityError, match="not a valid run manifest"):
         store.get(run.run_id)
+
+
+def test_staging_left_by_a_dead_process_is_removed(store: RunStore):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run_id, folder = store.staging_dir()
+    (folder / "params.json").write_text("{}")
+    owner = folder.parent / f"{run_id}.owner"
+    host = owner.read_text().split()[0]
+    owner.write_text(f"{host} {dead.stdout.strip()}\n")  # as if a killed process had written it
+    _, alive_folder = store.staging_dir()  # this process is alive: its folder stays
+    record_run(store)
+    assert not folder.exists() and not owner.exists()
+    assert alive_folder.exists()
+    assert sorted(p.name for p in (store.root / ".staging").iterdir()) == sorted(
+        [alive_folder.name, f"{alive_folder.name}.owner"]
+    )
