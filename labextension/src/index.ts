@@ -181,12 +181,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
         caption: `Give the selected cells the nb2prod role "${role}" (metadata tag "${role}")`,
         isEnabled: hasNotebook,
         isToggled: () => {
-          const models = selectedModels();
+          const models = selectedModels().filter(model => model.type === 'code');
           return models.length > 0 && models.every(model => hasRole(model, role));
         },
         execute: () => {
+          // Roles belong to code cells; a markdown cell in the selection is left as it is.
           for (const model of selectedModels()) {
-            addRole(model, role);
+            if (model.type === 'code') {
+              addRole(model, role);
+            }
           }
         }
       });
