@@ -159,7 +159,7 @@ class RunManifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunManifest":
-        return _build(cls, data)
+        return record_from_dict(cls, data)
 
     @classmethod
     def read(cls, path: Path) -> "RunManifest":
@@ -182,16 +182,16 @@ _NESTED_SEQ: dict[tuple[type, str], type] = {
 }
 
 
-def _build(cls: type, data: dict[str, Any]) -> Any:
+def record_from_dict(cls: type, data: dict[str, Any]) -> Any:
     known = {f.name for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         if name not in known:
             continue  # written by a newer nb2prod: ignore rather than fail
         if value is not None and (cls, name) in _NESTED:
-            value = _build(_NESTED[(cls, name)], value)
+            value = record_from_dict(_NESTED[(cls, name)], value)
         elif (cls, name) in _NESTED_SEQ:
-            value = tuple(_build(_NESTED_SEQ[(cls, name)], item) for item in value)
+            value = tuple(record_from_dict(_NESTED_SEQ[(cls, name)], item) for item in value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value

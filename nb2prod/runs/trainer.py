@@ -29,7 +29,7 @@ from nb2prod.runs.manifest import (
     RunManifest,
     Source,
     Timings,
-    _build,
+    record_from_dict,
 )
 from nb2prod.runs.params import resolve_params
 from nb2prod.runs.provenance import data_inputs, git_info, installed_pins, platform_name, python_version
@@ -131,15 +131,15 @@ def execute(request: TrainRequest) -> StoredRun:
 
         report = _read_report(folder)
         status, failure = outcome.status, outcome.failure
-        model = _build(ModelArtifact, report["model"]) if report.get("model") else None
+        model = record_from_dict(ModelArtifact, report["model"]) if report.get("model") else None
         if status == SUCCEEDED and model is None:
             status = ERRORED
             problem = next((p for p in report.get("problems", []) if "model variable" in p), None)
             failure = Failure("MissingModel", problem or f"the job bound no model variable {build.model_variable!r}",
                               CellRef(role="train"))
         metrics = report.get("metrics") or {}
-        contract = _build(Contract, report["contract"]) if report.get("contract") else None
-        predict_inputs = _build(Contract, report["predict_inputs"]) if report.get("predict_inputs") else None
+        contract = record_from_dict(Contract, report["contract"]) if report.get("contract") else None
+        predict_inputs = record_from_dict(Contract, report["predict_inputs"]) if report.get("predict_inputs") else None
 
         write_json(folder / "params.json", to_jsonable(request.params))
         write_json(folder / "metrics.json", metrics)
