@@ -29,14 +29,20 @@ class Config:
     output: str | None = None  # default: build/<name> beside the notebook
     example_inputs: str | None = None  # train variable whose rows feed the predict contract test
     line_length: int = 88
+    sweep: Mapping[str, list[Any]] | None = None  # parameter -> values, for k8s/sweep-job.yaml
+    schedule: str | None = None  # cron schedule of k8s/retrain-cronjob.yaml
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["requirements"] = list(self.requirements)
+        data["sweep"] = {k: list(v) for k, v in self.sweep.items()} if self.sweep else None
         return data
 
 
-_TYPES: dict[str, type] = {"name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list, "output": str, "example_inputs": str, "line_length": int}
+_TYPES: dict[str, type] = {
+    "name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list,
+    "output": str, "example_inputs": str, "line_length": int, "sweep": dict, "schedule": str,
+}  # fmt: skip
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -78,6 +84,10 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise InputError(f"{place}: {key} must be a list of requirement strings")
             value = list(value)
+        elif expected is dict:
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, list) and v for k, v in value.items()):
+                raise InputError(f"{place}: {key} must be a table of parameter names to non-empty lists of values")
+            value = {k: list(v) for k, v in value.items()}
         elif expected is int:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputError(f"{place}: {key} must be a whole number")
@@ -121,6 +131,9 @@ def _invalid(key: str, value: Any) -> str | None:
                 Requirement(spec)
             except InvalidRequirement:
                 return f"holds {spec!r}, which is not a requirement like name==1.0"
+    elif key == "schedule":
+        if len(value.split()) != 5:
+            return "is not a cron schedule of five fields, like '0 3 * * 1'"
     elif key == "line_length" and not 40 <= value <= 400:
         return "must be between 40 and 400"
     return None

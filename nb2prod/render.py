@@ -209,7 +209,20 @@ def _image_files(plan: Plan) -> dict[str, bytes]:
         notebook=analysis.notebook.name,
         has_predict=True,
     )
-    return {path: text.encode() for path, text in sorted(render_image_files(context).items())}
+    files = render_image_files(context)
+    from nb2prod.manifests import render_build_manifests
+
+    files.update(
+        render_build_manifests(
+            dist_name=analysis.dist,
+            version=analysis.config.version,
+            parameter_schema={p.name: p.schema() for p in analysis.parameters},
+            source_sha256=analysis.notebook.sha256,
+            grid=analysis.config.sweep,
+            schedule=analysis.config.schedule,
+        )
+    )
+    return {path: text.encode() for path, text in sorted(files.items())}
 
 
 def _source_map(placements: list[Placement]) -> bytes:

@@ -97,3 +97,21 @@ def test_help_imports_nothing_heavy() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().endswith("[]"), result.stdout
     assert "build" in result.stdout and "check" in result.stdout
+
+
+def test_sweep_and_schedule_reach_the_manifests(tmp_path: Path) -> None:
+    import yaml
+
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [cell("alpha = 0.5  # weight", "parameters"), cell("model = alpha", "train")],
+        metadata={"nb2prod": {"sweep": {"alpha": [0.1, 0.9]}, "schedule": "0 4 * * *"}},
+    )
+    out = tmp_path / "out"
+    assert nb2prod("build", str(path), "-o", str(out)).returncode == 0
+    sweep = yaml.safe_load((out / "k8s" / "sweep-job.yaml").read_text())
+    assert sweep["spec"]["completions"] == 2
+    assert yaml.safe_load((out / "k8s" / "retrain-cronjob.yaml").read_text())["spec"]["schedule"] == "0 4 * * *"
+    write_notebook(path, [cell("alpha = 0.5", "parameters"), cell("model = alpha", "train")], metadata={"nb2prod": {"sweep": {"beta": [1]}}})
+    result = nb2prod("build", str(path), "-o", str(out))
+    assert result.returncode == 2 and "names 'beta', which is not a parameter" in result.stderr

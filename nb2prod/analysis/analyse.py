@@ -157,6 +157,8 @@ class _Analyser:
         if not tagged:
             self.error("no-tagged-cells", "no cell has an nb2prod role, so there is nothing to build; tag cells `export`, `train`, `predict` (cell metadata tags or a `#| export` line)")
         parameters = self._parameters()
+        for name in sorted(set(self.config.sweep or {}) - {p.name for p in parameters}):
+            self.error("bad-sweep", f"the sweep grid in the configuration names {name!r}, which is not a parameter", fix="Use names from the parameters cell.")
         modules_cells = self._module_cells()
         job_cells = tuple(c for c in self.code_cells.values() if c.roles & {"train", "metrics"})
         predict_cells = tuple(c for c in self.code_cells.values() if "predict" in c.roles)
