@@ -28,6 +28,7 @@ class Config:
     requirements: tuple[str, ...] = ()  # extra or overriding pins, e.g. "scikit-learn==1.5.2"
     output: str | None = None  # default: build/<name> beside the notebook
     example_inputs: str | None = None  # train variable whose rows feed the predict contract test
+    contract_variable: str | None = None  # what the model is fitted on (default: from the fit call)
     line_length: int = 88
     sweep: Mapping[str, list[Any]] | None = None  # parameter -> values, for k8s/sweep-job.yaml
     schedule: str | None = None  # cron schedule of k8s/retrain-cronjob.yaml
@@ -41,7 +42,7 @@ class Config:
 
 _TYPES: dict[str, type] = {
     "name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list,
-    "output": str, "example_inputs": str, "line_length": int, "sweep": dict, "schedule": str,
+    "output": str, "example_inputs": str, "contract_variable": str, "line_length": int, "sweep": dict, "schedule": str,
 }  # fmt: skip
 
 
@@ -113,7 +114,7 @@ def _invalid(key: str, value: Any) -> str | None:
     elif key == "python":
         if not re.fullmatch(r"3\.[0-9]{1,2}", value):
             return "is not a Python version like 3.11"
-    elif key == "model_variable":
+    elif key in ("model_variable", "contract_variable"):
         if not value.isidentifier() or keyword.iskeyword(value):
             return "is not a Python variable name"
     elif key == "base_image":

@@ -17,6 +17,7 @@ import os
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 WRAPPER = "def _nb2prod_chunk():\n"
 PARALLEL_THRESHOLD = 64  # uncached chunks below this are formatted in-process
@@ -60,11 +61,9 @@ def format_jobs(jobs: list[FormatJob], line_length: int, parallel: bool = True) 
     if todo:
         pending = [jobs[i] for i in todo]
         if parallel and len(pending) >= PARALLEL_THRESHOLD and (os.cpu_count() or 1) > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
             workers = min(os.cpu_count() or 1, 8)
             size = max(1, len(pending) // (workers * 4))
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 done = list(pool.map(_format_batch, [(pending[i : i + size], line_length) for i in range(0, len(pending), size)]))
             formatted = [item for batch in done for item in batch]
         else:
@@ -73,6 +72,19 @@ def format_jobs(jobs: list[FormatJob], line_length: int, parallel: bool = True) 
             results[i] = item
             _write_cache(folder / keys[i][:2] / keys[i], item)
     return [r for r in results if r is not None]
+
+
+def process_pool(workers: int) -> Any:
+    """Worker processes: forked (fast, nothing to import again) when this process has a single
+    thread; spawned otherwise (a server calling the build from a thread), since forking a
+    multi-threaded process can leave the child holding a lock no thread will release."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    methods = multiprocessing.get_all_start_methods()
+    method = "fork" if "fork" in methods and threading.active_count() == 1 else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
 
 
 def _read_cache(path: Path) -> Formatted | None:

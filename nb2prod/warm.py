@@ -21,14 +21,11 @@ def warm_caches(cells: tuple[RoledCell, ...], line_length: int) -> None:
     workers = min(os.cpu_count() or 1, 8)
     if len(items) < MIN_CELLS or workers < 2:
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from nb2prod.analysis.requirements import _distributions_by_import
+    from nb2prod.formatting import process_pool
 
     batches = [items[i::workers * 4] for i in range(workers * 4)]
-    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with process_pool(workers) as pool:
         futures = [pool.submit(_warm_batch, batch, line_length) for batch in batches if batch]
         _distributions_by_import()  # meanwhile, in this process
         for future in futures:

@@ -44,3 +44,36 @@ def test_after_warming_the_build_prepares_and_formats_no_tagged_cell(tmp_path: P
     assert prepared == []
     assert [code for code in formatted if code.startswith("# Notebook cell")] == []
     assert (tmp_path / "out" / "src" / "big" / "core.py").read_text().count("# Notebook cell") == MIN_CELLS
+
+
+def test_warming_from_a_thread_uses_spawned_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Jupyter server builds from an executor thread: the workers must not be forked then."""
+    import threading
+
+    from nb2prod import formatting
+
+    monkeypatch.setenv("NB2PROD_CACHE_DIR", str(tmp_path / "cache" / "format"))
+    methods: list[str] = []
+    real_pool = formatting.process_pool
+
+    def spy(workers: int):  # type: ignore[no-untyped-def]
+        pool = real_pool(workers)
+        methods.append(pool._mp_context.get_start_method())
+        return pool
+
+    monkeypatch.setattr(formatting, "process_pool", spy)
+    notebook = big_notebook(tmp_path / "big.ipynb")
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            api.build(notebook, output=tmp_path / "out")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    worker.join(timeout=300)
+    assert not worker.is_alive() and errors == []
+    assert methods and set(methods) == {"spawn"}
+    assert (tmp_path / "out" / "src" / "big" / "core.py").is_file()

@@ -113,6 +113,9 @@ def infer_requirements(
             version = installed_version(name)
             constraint = f"=={version}" if version else ""
         found[key] = Requirement(key, f"{key}{constraint}", f"pip install in cell {cell_index + 1}")
+    if "scikit-learn" in found and "skops" not in found and installed_version("skops"):
+        # nb2prod saves scikit-learn models with skops (no pickle), so their package must read it
+        found["skops"] = Requirement("skops", f"skops=={installed_version('skops')}", "nb2prod runtime (scikit-learn model files)")
     for name in RUNTIME_REQUIREMENTS:
         if name not in found:
             version = installed_version(name)

@@ -160,12 +160,21 @@ def save_model(model: Any, directory: str | os.PathLike[str]) -> tuple[Path, str
 
 
 def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
-    """Load a model only if its sha256 matches (`sha256`, else the `.sha256` file beside it)."""
+    """Load a model only if its sha256 matches. `path` is a model file (with `sha256`, or the
+    `.sha256` file beside it), a folder holding model.joblib, a run folder of an nb2prod run
+    store, or STORE/RUN where RUN is a run id, a unique prefix of one, or an alias."""
+    path = Path(path)
+    run = find_run(path)
+    if run is not None:
+        return _load_run_model(run)
     import joblib
 
-    path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"{path}: no model file, run folder, or run id or alias of a run store there"
+        )
     if sha256 is None:
         recorded = path.with_name(path.name + ".sha256")
         if not recorded.is_file():
@@ -173,11 +182,62 @@ def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
                 f"{path}: no sha256 given and no {recorded.name} beside it, so the model is not loaded"
             )
         sha256 = recorded.read_text(encoding="utf-8").strip()
+    _verify(path, sha256)
+    return joblib.load(path)
+
+
+def find_run(path: Path) -> Path | None:
+    """The run folder `path` names: a folder with run.json, or STORE/RUN_ID, STORE/PREFIX, STORE/ALIAS."""
+    if (path / "run.json").is_file():
+        return path
+    store, ref = path.parent, path.name
+    alias = store / "aliases" / f"{ref}.json"
+    if alias.is_file():
+        run_id = json.loads(alias.read_text(encoding="utf-8"))["run_id"]
+        return store / run_id
+    if store.is_dir() and ref:
+        matches = sorted(
+            p
+            for p in store.iterdir()
+            if p.name.startswith(ref) and (p / "run.json").is_file()
+        )
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ModelIntegrityError(
+                f"{path}: {ref!r} names {len(matches)} runs; give more of the run id"
+            )
+    return None
+
+
+def _verify(path: Path, sha256: str) -> None:
     actual = sha256_file(path)
     if actual != sha256:
         raise ModelIntegrityError(
             f"{path}: sha256 is {actual[:12]}…, expected {sha256[:12]}…; the file changed since it was saved, so it is not loaded"
         )
+
+
+def _load_run_model(run: Path) -> Any:
+    record = (
+        json.loads((run / "run.json").read_text(encoding="utf-8")).get("model") or {}
+    )
+    if not record.get("file"):
+        raise ModelIntegrityError(f"{run}: this run recorded no model")
+    path = run / record["file"]
+    _verify(path, record["sha256"])
+    if record.get("format") == "skops":
+        import skops.io
+
+        untrusted = set(skops.io.get_untrusted_types(file=path))
+        unexpected = sorted(untrusted - set(record.get("trusted_types") or ()))
+        if unexpected:
+            raise ModelIntegrityError(
+                f"{path}: holds types the run did not record ({', '.join(unexpected)}), so it is not loaded"
+            )
+        return skops.io.load(path, trusted=sorted(untrusted))
+    import joblib
+
     return joblib.load(path)
 
 
@@ -335,7 +395,9 @@ def train_main(
 
 
 def predict_main(argv: Sequence[str] | None, predict: Any, program: str) -> int:
-    """The generated `NAME-predict MODEL INPUT [--sha256 HEX]` command: JSON lines out."""
+    """The generated `NAME-predict MODEL INPUT [--sha256 HEX]` command: JSON lines out.
+    MODEL is a model file or folder, a run folder, or STORE/RUN (a run id or an alias).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in (["-h"], ["--help"]) or len(args) < 2:
         print(
