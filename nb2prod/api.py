@@ -181,17 +181,28 @@ def check(notebook: str | Path, *, output: str | Path | None = None, overrides: 
     return CheckResult(prepared.output, bool(reasons), tuple(reasons), analysis.findings)
 
 
-def _check_fast(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> CheckResult | None:
-    """Unchanged notebook, config and nb2prod, and untouched output: fresh, without analysing."""
+def _locate(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> tuple[Any, Any, Path]:
+    """The notebook, its configuration and its output folder, without analysing it."""
     from nb2prod.analysis.identifiers import distribution_name
     from nb2prod.config import load_config
-    from nb2prod.manifest import input_hash
     from nb2prod.notebook import read_notebook
-    from nb2prod.writer import hand_edits, read_manifest
 
     nb = read_notebook(notebook)
     config = load_config(nb.path, nb.nb2prod_metadata, dict(overrides or {}))
-    out = _output_dir(nb.path, distribution_name(config.name or nb.path.stem), output, config.output)
+    return nb, config, _output_dir(nb.path, distribution_name(config.name or nb.path.stem), output, config.output)
+
+
+def output_dir(notebook: str | Path, *, output: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Path:
+    """Where `build` writes this notebook's output (configuration included)."""
+    return _locate(notebook, output, overrides)[2]
+
+
+def _check_fast(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> CheckResult | None:
+    """Unchanged notebook, config and nb2prod, and untouched output: fresh, without analysing."""
+    from nb2prod.manifest import input_hash
+    from nb2prod.writer import hand_edits, read_manifest
+
+    nb, config, out = _locate(notebook, output, overrides)
     manifest = read_manifest(out)
     if manifest is None or manifest.get("input_hash") != input_hash(nb.sha256, config.to_dict()):
         return None

@@ -158,14 +158,9 @@ class Nb2prodHandler(APIHandler):
 def planned_output(notebook_path: str) -> str:
     """Where `nb2prod build` will write this notebook's output (configuration included), as a
     real path: the same folder `nb2prod.api.build` picks, found without analysing the notebook."""
-    from nb2prod.analysis.identifiers import distribution_name
-    from nb2prod.api import _output_dir
-    from nb2prod.config import load_config
-    from nb2prod.notebook import read_notebook
+    from nb2prod.api import output_dir
 
-    nb = read_notebook(notebook_path)
-    config = load_config(nb.path, nb.nb2prod_metadata, {})
-    return os.path.realpath(_output_dir(nb.path, distribution_name(config.name or nb.path.stem), None, config.output))
+    return os.path.realpath(output_dir(notebook_path))
 
 
 class BuildHandler(Nb2prodHandler):
