@@ -32,44 +32,77 @@ class ModelIntegrityError(RuntimeError):
 
 
 def coerce(name: str, spec: Mapping[str, Any], value: Any) -> Any:
-    """Convert `value` (a Python value, or text from a command line) to the parameter's type."""
+    """Convert `value` (a Python value, or text from a command line) to the parameter's type.
+
+    The rules are those of `nb2prod train -p` (nb2prod/runs/params.py): text is converted with
+    the declared type, never guessed; `null` is None for a nullable parameter; a list may be
+    written as JSON or as comma-separated items, typed like the items of its default."""
     kind = spec.get("type", "any")
+    if isinstance(value, str) and kind != "str":
+        value = _parse_text(name, spec, value)
     if value is None:
-        if spec.get("nullable"):
+        if spec.get("nullable") or kind == "any":
             return None
         raise ParameterError(f"parameter {name!r} cannot be None")
-    if isinstance(value, str) and kind not in ("str", "any"):
-        value = _parse_text(name, kind, value)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-    elif kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif kind == "str":
-        if isinstance(value, str):
-            return value
-    elif kind == "list":
-        if isinstance(value, (list, tuple)):
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if (
+        kind == "float"
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
+        return float(value)
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "list" and isinstance(value, (list, tuple)):
+        element = _element_type(spec)
+        if element is None:
             return list(value)
-    elif kind == "dict":
-        if isinstance(value, dict):
-            return value
-    else:
+        return [coerce(name, {"type": element}, item) for item in value]
+    if kind == "dict" and isinstance(value, dict):
+        return value
+    if kind == "any":
         return value
     raise ParameterError(
         f"parameter {name!r} must be a {kind}, not {type(value).__name__} {value!r}"
     )
 
 
-def _parse_text(name: str, kind: str, text: str) -> Any:
+def _element_type(spec: Mapping[str, Any]) -> str | None:
+    """For a list whose default holds values of one scalar type, that type."""
+    default = spec.get("default")
+    if not isinstance(default, list) or not default:
+        return None
+    kinds = set()
+    for item in default:
+        if isinstance(item, bool):
+            kinds.add("bool")
+        elif isinstance(item, int):
+            kinds.add("int")
+        elif isinstance(item, float):
+            kinds.add("float")
+        elif isinstance(item, str):
+            kinds.add("str")
+        else:
+            return None
+    if kinds == {"int", "float"}:
+        return "float"
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _parse_text(name: str, spec: Mapping[str, Any], text: str) -> Any:
+    kind = spec.get("type", "any")
+    stripped = text.strip()
+    if (spec.get("nullable") or kind == "any") and stripped.lower() in (
+        "null",
+        "none",
+        "~",
+    ):
+        return None
     if kind == "bool":
-        lowered = text.strip().lower()
+        lowered = stripped.lower()
         if lowered in ("true", "1", "yes", "on"):
             return True
         if lowered in ("false", "0", "no", "off"):
@@ -77,21 +110,29 @@ def _parse_text(name: str, kind: str, text: str) -> Any:
         raise ParameterError(f"parameter {name!r} must be true or false, not {text!r}")
     if kind == "int":
         try:
-            return int(text)
+            return int(stripped)
         except ValueError:
             raise ParameterError(
                 f"parameter {name!r} must be a whole number, not {text!r}"
             ) from None
     if kind == "float":
         try:
-            return float(text)
+            return float(stripped)
         except ValueError:
             raise ParameterError(
                 f"parameter {name!r} must be a number, not {text!r}"
             ) from None
+    if kind == "list" and not stripped.startswith(("[", "{")):
+        items = [item.strip() for item in stripped.split(",")] if stripped else []
+        element = _element_type(spec)
+        if element in ("int", "float", "bool"):
+            return [_parse_text(name, {"type": element}, item) for item in items]
+        return items
     try:
-        return json.loads(text)
+        return json.loads(stripped)
     except ValueError:
+        if kind == "any":
+            return text
         raise ParameterError(
             f"parameter {name!r} must be a {kind} written as JSON, not {text!r}"
         ) from None
