@@ -11,7 +11,6 @@ from typing import Any
 
 from nb2prod import __version__
 from nb2prod.analysis.analyse import Analysis, CodeCell
-from nb2prod.analysis.names import drop_display_statements
 from nb2prod.formatting import FormatJob
 
 
@@ -25,7 +24,7 @@ class Chunk:
 
     @property
     def code(self) -> str:
-        return drop_display_statements(self.cell.code) if self.in_module else self.cell.code
+        return self.cell.module_code if self.in_module else self.cell.code
 
     def format_job(self) -> tuple[FormatJob, int]:
         """What black formats for this chunk, and how many leading blank lines were cut."""

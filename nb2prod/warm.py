@@ -17,10 +17,16 @@ MIN_CELLS = 64  # below this, one process is faster than starting workers
 
 
 def warm_caches(cells: tuple[RoledCell, ...], line_length: int) -> None:
-    items = [(c.index, c.cell.id, c.code, c.roles) for c in cells if c.cell.cell_type == "code" and c.roles and "skip" not in c.roles]
+    """Prepare and format, on every core, the tagged cells the cache does not hold yet."""
+    from nb2prod.analysis.cells import cache_path
+
     workers = min(os.cpu_count() or 1, 8)
-    if len(items) < MIN_CELLS or workers < 2:
+    tagged = [c for c in cells if c.cell.cell_type == "code" and c.roles and "skip" not in c.roles]
+    if len(tagged) < MIN_CELLS or workers < 2:
         return
+    items = [(c.index, c.cell.id, c.code, c.roles) for c in tagged if not cache_path(c.code, c.roles, True).exists()]
+    if len(items) < MIN_CELLS:
+        return  # a rebuild: the few changed cells are quicker in this process
     from nb2prod.analysis.requirements import _distributions_by_import
     from nb2prod.formatting import process_pool
 
@@ -34,7 +40,6 @@ def warm_caches(cells: tuple[RoledCell, ...], line_length: int) -> None:
 
 def _warm_batch(items: list[tuple[int, str, str, frozenset[str]]], line_length: int) -> None:
     from nb2prod.analysis.cells import prepare_cell_cached
-    from nb2prod.analysis.names import drop_display_statements
     from nb2prod.formatting import format_jobs
     from nb2prod.plan import chunk_format_job, chunk_shapes
 
@@ -44,6 +49,6 @@ def _warm_batch(items: list[tuple[int, str, str, frozenset[str]]], line_length: 
         if prepared.code is None:
             continue
         for indent, in_module in chunk_shapes(roles, prepared.has_test_functions):
-            chunk_code = drop_display_statements(prepared.code) if in_module else prepared.code
+            chunk_code = (prepared.module_code or prepared.code) if in_module else prepared.code
             jobs.append(chunk_format_job(index, cell_id, chunk_code, indent)[0])
     format_jobs(jobs, line_length, parallel=False)

@@ -36,6 +36,7 @@ class CodeCell:
     code: str  # cleaned Python, line numbers as in the cell; hoisted imports blanked
     names: CellNames
     has_test_functions: bool = False
+    module_code: str = ""  # `code` without statements that only display a value (for .py files)
 
     @property
     def index(self) -> int:
@@ -210,7 +211,7 @@ class _Analyser:
                     self.note("install-not-pinned", f"`{spec}` {problem}, so it is not added to the requirements; list what it provides in `requirements` ([tool.nb2prod])", roled, line)
         if prepared.code is None or prepared.names is None:
             return None
-        return CodeCell(roled, prepared.code, prepared.names, prepared.has_test_functions)
+        return CodeCell(roled, prepared.code, prepared.names, prepared.has_test_functions, prepared.module_code or prepared.code)
 
     def _untagged(self) -> dict[int, CodeCell]:
         """Untagged cells are analysed only when tagged code needs a name it can't find."""

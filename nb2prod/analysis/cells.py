@@ -10,11 +10,15 @@ import ast
 import hashlib
 import os
 import pickle
+from pathlib import Path
 from dataclasses import dataclass
 
 from nb2prod import __version__
 from nb2prod.analysis.magics import clean_cell
-from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls
+from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
+
+
+CACHE_VERSION = 2  # bump when PreparedCell changes
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Event:
 @dataclass(frozen=True)
 class PreparedCell:
     code: str | None  # None when the cell can't be used (see events)
+    module_code: str | None  # the code for a module: statements that only display are left out
     names: CellNames | None
     has_test_functions: bool
     installs: tuple[tuple[str, int], ...]  # (pip spec, line)
@@ -41,7 +46,7 @@ def prepare_cell(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell
     try:
         return _prepare(code, roles, tagged)
     except RecursionError:
-        return PreparedCell(None, None, False, (), (Event("error", "too-complex", "the code is nested too deeply to analyse"),))
+        return PreparedCell(None, None, None, False, (), (Event("error", "too-complex", "the code is nested too deeply to analyse"),))
 
 
 def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
@@ -49,7 +54,7 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
     cleaned = clean_cell(code)
     if cleaned.syntax_error is not None:
         err = cleaned.syntax_error
-        return PreparedCell(None, None, False, (), (Event("error", "syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", err.lineno),))
+        return PreparedCell(None, None, None, False, (), (Event("error", "syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", err.lineno),))
     for text, line in cleaned.escapes:
         events.append(Event("error", "shell-escape", f"`{text}` is a shell command or magic that generated Python cannot run", line, "Move it to an untagged cell, or do it in Python (e.g. with subprocess)."))
     for text, line in cleaned.dropped:
@@ -60,10 +65,10 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
         except SyntaxError as err:
             hint = " (top-level await works only inside Jupyter; use asyncio.run)" if "await" in (err.msg or "") else ""
             events.append(Event("error", "syntax-error", f"the code cannot be compiled as a module ({err.msg}){hint}", err.lineno))
-            return PreparedCell(None, None, False, (), tuple(events))
+            return PreparedCell(None, None, None, False, (), tuple(events))
         except (MemoryError, ValueError):
             events.append(Event("error", "too-complex", "the code is nested too deeply for Python to compile"))
-            return PreparedCell(None, None, False, (), tuple(events))
+            return PreparedCell(None, None, None, False, (), tuple(events))
     body, displays = drop_display_calls(cleaned.code)
     for line in displays:
         events.append(Event("note", "display-dropped", "`display(...)` only shows output in Jupyter; it is left out of the generated code", line))
@@ -71,14 +76,14 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
         names = analyse_names(body)
     except SyntaxError as err:  # symtable can be stricter than ast.parse
         events.append(Event("error", "syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", err.lineno))
-        return PreparedCell(None, None, False, (), tuple(events))
+        return PreparedCell(None, None, None, False, (), tuple(events))
     body = blank_lines(body, names.hoistable_lines)
     if "metrics" in roles:
         body = gates_to_errors(body)
     has_tests = False
     if "test" in roles:
         has_tests = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in ast.parse(body).body)
-    return PreparedCell(body, names, has_tests, tuple(cleaned.installs), tuple(events))
+    return PreparedCell(body, drop_display_statements(body), names, has_tests, tuple(cleaned.installs), tuple(events))
 
 
 def gates_to_errors(code: str) -> str:
@@ -98,11 +103,15 @@ def gates_to_errors(code: str) -> str:
     return "\n".join(lines)
 
 
-def prepare_cell_cached(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
+def cache_path(code: str, roles: frozenset[str], tagged: bool) -> Path:
     from nb2prod.formatting import cache_dir
 
-    key = hashlib.sha256(f"{__version__}|{sorted(roles)}|{tagged}|{code}".encode()).hexdigest()
-    path = cache_dir().parent / "cells" / key[:2] / key
+    key = hashlib.sha256(f"{__version__}|{CACHE_VERSION}|{sorted(roles)}|{tagged}|{code}".encode()).hexdigest()
+    return cache_dir().parent / "cells" / key[:2] / key
+
+
+def prepare_cell_cached(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
+    path = cache_path(code, roles, tagged)
     try:
         with open(path, "rb") as handle:
             cached = pickle.load(handle)
