@@ -10,6 +10,7 @@ black-stable; the build's tests check that.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import json
@@ -37,11 +38,15 @@ class Formatted:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("NB2PROD_CACHE_DIR")
+    """The format cache (other caches sit beside it): $NB2PROD_CACHE_DIR, else under $XDG_CACHE_HOME or ~/.cache."""
+    return _cache_dir(os.environ.get("NB2PROD_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_dir(base: str | None, xdg: str | None) -> Path:
     if base:
         return Path(base)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "nb2prod" / "format"
+    return Path(xdg or str(Path.home() / ".cache")) / "nb2prod" / "format"
 
 
 def _black_version() -> str:
