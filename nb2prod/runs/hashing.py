@@ -7,23 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-_CHUNK = 1 << 20
+from nb2prod.runtime import sha256_file
+from nb2prod.writer import sha256_bytes
+
 _SKIP_DIRS = {".git", "__pycache__", ".ipynb_checkpoints"}
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(_CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["TreeDigest", "iter_tree", "sha256_bytes", "sha256_file", "sha256_tree"]
 
 
 def iter_tree(root: Path) -> list[Path]:
