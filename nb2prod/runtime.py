@@ -152,24 +152,38 @@ def coerce_all(
 def parse_overrides(
     argv: Sequence[str], schema: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """`--name value` pairs → typed parameter values; `--output DIR` and `--model-variable` are options."""
+    """Parameters from `--NAME VALUE`, `-p NAME VALUE` (as `nb2prod train`) and `-f FILE` (JSON, or
+    YAML when PyYAML is installed), typed with the schema; a later value wins. `--output DIR` is an
+    option, not a parameter."""
     values: dict[str, Any] = {}
     options: dict[str, str] = {}
     args = list(argv)
     while args:
         flag = args.pop(0)
-        if not flag.startswith("--"):
-            raise ParameterError(f"expected --NAME VALUE, got {flag!r}")
-        key = flag[2:]
-        if "=" in key:
-            key, value = key.split("=", 1)
-        elif args:
-            value = args.pop(0)
-        else:
-            raise ParameterError(f"{flag} needs a value")
-        if key in ("output",):
-            options[key] = value
+        if flag in ("-p", "--param", "--parameter"):
+            if len(args) < 2:
+                raise ParameterError(f"{flag} needs a NAME and a VALUE")
+            key, value = args.pop(0), args.pop(0)
+        elif flag in ("-f", "--file"):
+            if not args:
+                raise ParameterError(f"{flag} needs a file of parameters")
+            values.update(coerce_all(schema, _read_parameter_file(args.pop(0))))
             continue
+        elif flag.startswith("--"):
+            key = flag[2:]
+            if "=" in key:
+                key, value = key.split("=", 1)
+            elif args:
+                value = args.pop(0)
+            else:
+                raise ParameterError(f"{flag} needs a value")
+            if key == "output":
+                options[key] = value
+                continue
+        else:
+            raise ParameterError(
+                f"expected --NAME VALUE or -p NAME VALUE, got {flag!r}"
+            )
         name = key.replace("-", "_")
         if name not in schema:
             raise ParameterError(
@@ -177,6 +191,31 @@ def parse_overrides(
             )
         values[name] = coerce(name, schema[name], value)
     return values, options
+
+
+def _read_parameter_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ParameterError(
+            f"cannot read the parameters file {path}: {exc.strerror}"
+        ) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            import yaml
+        except ImportError:
+            raise ParameterError(
+                f"{path} is not JSON (install PyYAML to read YAML)"
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ParameterError(f"{path} is neither JSON nor YAML") from None
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path} must hold a mapping of parameter names to values")
+    return data
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -402,7 +441,7 @@ def train_main(
     if args[:1] in (["-h"], ["--help"]):
         names = ", ".join(f"--{name}" for name in params_class.schema())
         print(
-            f"usage: {program}-train [--PARAMETER VALUE]... [--output DIR]\nparameters: {names or 'none'}"
+            f"usage: {program}-train [--PARAMETER VALUE | -p PARAMETER VALUE | -f FILE]... [--output DIR]\nparameters: {names or 'none'}"
         )
         return 0
     debug = "--debug" in args

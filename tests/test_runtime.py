@@ -37,3 +37,19 @@ def test_generated_runtime_agrees_with_nb2prod_train(parameter: str, text: str) 
     except runtime.ParameterError:
         actual = ("refused", None)
     assert actual == expected
+
+
+def test_train_overrides_take_the_forms_of_nb2prod_train(tmp_path) -> None:
+    import json as json_module
+
+    params_file = tmp_path / "params.json"
+    params_file.write_text(json_module.dumps({"rate": 2, "sizes": [3]}))
+    values, options = runtime.parse_overrides(["-p", "n", "5", "--on", "no", "-f", str(params_file), "--rate=0.25", "--output", "out"], SCHEMA)
+    assert values == {"n": 5, "on": False, "rate": 0.25, "sizes": [3]}
+    assert options == {"output": "out"}
+    yaml_file = tmp_path / "params.yaml"
+    yaml_file.write_text("labels: [a, b]\n")
+    assert runtime.parse_overrides(["-f", str(yaml_file)], SCHEMA)[0] == {"labels": ["a", "b"]}
+    for bad in (["-p", "nope", "1"], ["-p", "n"], ["-f", str(tmp_path / "missing.json")], ["n", "3"], ["-p", "n", "x"]):
+        with pytest.raises(runtime.ParameterError):
+            runtime.parse_overrides(bad, SCHEMA)
