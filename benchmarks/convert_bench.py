@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from docs_section import replace_section  # benchmarks/ is on sys.path when a benchmark runs
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Converter (nb2prod build / check)"
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
@@ -891,21 +893,6 @@ def targets(results: list[SizeResult], startup: dict[str, Timing]) -> Iterator[T
         yield Target(f"peak memory at {largest.size:,} cells < {MEMORY_LIMIT_MB:.0f} MB (tree total, PSS)", f"{pss:.0f} MB", "", pss < MEMORY_LIMIT_MB)
 
 
-def replace_section(path: Path, section: str) -> None:
-    """Write `section` into `path`, replacing only the previous Converter section (if any)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nMeasured on demand; see benchmarks/README.md.\n"
-    pattern = re.compile(r"^" + re.escape(SECTION) + r"[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    text = text.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -954,7 +941,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render_section(results, startup, args.repeat, args, (load_start, load_end))
     print(section)
     if args.out != "-":
-        replace_section(Path(args.out), section)
+        replace_section(Path(args.out), SECTION, section)
         print(f"wrote the Converter section of {args.out}", file=sys.stderr)
     missed = [t.name for t in targets(results, startup) if not t.met]
     for name in missed:

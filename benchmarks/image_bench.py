@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from docs_section import replace_section  # benchmarks/ is on sys.path when a benchmark runs
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Container image (nb2prod image build)"
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
@@ -208,20 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out == "-":
         print(text)
     else:
-        write_section(Path(args.out), text)
+        replace_section(Path(args.out), SECTION, text)
         print(text)
     return 0 if met else 1
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path` (or append it), leaving other sections alone."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^" + re.escape(SECTION) + r"[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: section + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(updated, encoding="utf-8")
 
 
 if __name__ == "__main__":
