@@ -206,12 +206,25 @@ def _check_fast(notebook: str | Path, output: str | Path | None, overrides: Mapp
     manifest = read_manifest(out)
     if manifest is None or manifest.get("input_hash") != input_hash(nb.sha256, config.to_dict()):
         return None
+    if _pins_moved(manifest.get("requirements") or []):
+        return None  # the environment changed: compare what a build would write now
     edited = hand_edits(out, manifest)
     missing = [p for p in manifest.get("files", {}) if not (out / p).is_file()]
     if edited or missing:
         reasons = tuple(f"{p} was edited by hand" for p in edited) + tuple(f"{p} is missing" for p in missing)
         return CheckResult(out, True, reasons, ())
     return CheckResult(out, False, (), ())
+
+
+def _pins_moved(specs: list[str]) -> bool:
+    """Does an installed distribution no longer have the version the build pinned?"""
+    from nb2prod.analysis.requirements import installed_version
+
+    for spec in specs:
+        name, _, version = spec.partition("==")
+        if version and installed_version(name) not in (None, version):
+            return True
+    return False
 
 
 def inspect(notebook: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Inspection:

@@ -178,3 +178,15 @@ def test_other_tools_notebooks_build_and_their_tests_pass(tmp_path: Path, fixtur
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=out, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:]
     assert " passed" in result.stdout
+
+
+def test_check_notices_an_upgraded_dependency(small_notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nb2prod.analysis import requirements
+
+    out = tmp_path / "out"
+    api.build(small_notebook, output=out)
+    assert api.check(small_notebook, output=out).ok
+    real = requirements.installed_version
+    monkeypatch.setattr(requirements, "installed_version", lambda name: "999.0" if name == "joblib" else real(name))
+    result = api.check(small_notebook, output=out)
+    assert result.stale and any("requirements.lock" in r for r in result.reasons)
