@@ -21,6 +21,7 @@ DISPLAY_MAGICS = frozenset(
 TIMING_LINE_MAGICS = frozenset({"time", "timeit", "prun"})
 PASS_THROUGH_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 INSTALLERS = frozenset({"pip", "conda", "mamba"})
+TIMING_OPTIONS_WITH_VALUE = frozenset({"-n", "-r", "-p"})  # %timeit -n 10 -r 3; flags such as -o, -q take none
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _install_targets(command: str) -> list[str]:
         if skip_next:
             skip_next = False
             continue
-        if word in ("-r", "-c", "-e", "--index-url", "-i", "--extra-index-url", "--target", "-t", "-c", "--channel"):
+        if word in ("-r", "-c", "-e", "--index-url", "-i", "--extra-index-url", "--target", "-t", "--channel"):
             skip_next = True
             continue
         if word.startswith("-") or word.startswith("$") or word.startswith("{"):
@@ -159,7 +160,6 @@ def _strip_options(statement: str) -> str:
     words = statement.split(" ")
     while words and words[0].startswith("-"):
         option = words.pop(0)
-        if option in ("-n", "-r", "-p", "-o") or (len(option) == 2 and option in ("-n", "-r", "-p")):
-            if option in ("-n", "-r", "-p") and words:
-                words.pop(0)
+        if option in TIMING_OPTIONS_WITH_VALUE and words:
+            words.pop(0)
     return " ".join(words).strip()

@@ -193,3 +193,10 @@ def test_display_calls_are_dropped_with_a_note(tmp_path: Path) -> None:
 def test_predict_cell_cannot_redefine_the_module_entry_points(tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "nb.ipynb", [cell("model = 1", "train"), cell("def predict(model, inputs):\n    return inputs\n\ndef main():\n    pass", "predict")])
     assert any("defines 'main'" in e for e in errors(run_analysis(path)))
+
+
+def test_timeit_options_are_stripped_and_the_statement_kept(tmp_path: Path) -> None:
+    source = "%timeit -n 10 -r 3 -o model = sum([1, 2])"
+    analysis = run_analysis(write_notebook(tmp_path / "nb.ipynb", [cell(source, "train")]))
+    assert errors(analysis) == []
+    assert analysis.job_cells[0].code.strip() == "model = sum([1, 2])"
