@@ -10,7 +10,11 @@ from pathlib import Path
 def replace_section(path: Path, heading: str, section: str) -> None:
     """Write `section` (which starts with `heading`) into `path`, replacing the previous section
     under that heading up to the next `## ` heading, or appending it; written atomically."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nMeasured on demand; see benchmarks/README.md.\n"
+    text = (
+        path.read_text(encoding="utf-8")
+        if path.exists()
+        else "# Benchmarks\n\nMeasured on demand; see benchmarks/README.md.\n"
+    )
     pattern = re.compile(r"^" + re.escape(heading) + r"[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)

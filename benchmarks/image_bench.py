@@ -83,7 +83,7 @@ def image_json(output: str) -> dict:
 
 def layer_sizes(tag: str) -> list[tuple[str, int]]:
     """(created by, exact size in bytes) of every history entry of `tag`, oldest first."""
-    from nb2prod.image import docker_api
+    from nb2prod.deploy.image import docker_api
 
     return [(row.get("CreatedBy") or "", int(row.get("Size") or 0)) for row in reversed(docker_api().history(tag))]
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print("benchmark: a rebuild did not reuse the dependency layers or missed the change", file=sys.stderr)
             return 1
 
-        from nb2prod.image import make_context
+        from nb2prod.deploy.image import make_context
 
         context = make_context(build_dir, wheelhouse)
         context_bytes = context.seek(0, 2)
@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     met = ratio < REBUILD_RATIO_LIMIT
     overhead = sizes["image"] - sizes["base"] - sizes["venv_layer"]
     engine = json.loads(run(["docker", "version", "--format", "{{json .Server}}"]).output)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     load = os.getloadavg()
     lines = [
         SECTION,

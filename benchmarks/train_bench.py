@@ -117,8 +117,22 @@ def main(argv: list[str] | None = None) -> int:
         importing: list[float] = []
         for _ in range(args.repeat):
             for name, flags in variants.items():
-                wall, out = _run([sys.executable, "-m", "nb2prod", "train", str(build), *flags,
-                                  "--store", str(root / "runs"), "--format", "json", *overrides], root)
+                wall, out = _run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "nb2prod",
+                        "train",
+                        str(build),
+                        *flags,
+                        "--store",
+                        str(root / "runs"),
+                        "--format",
+                        "json",
+                        *overrides,
+                    ],
+                    root,
+                )
                 t = json.loads(out)["timings"]
                 results[name].append(Sample(wall, t["execute_s"], t["bookkeeping_s"], t["cells_s"], t.get("collect_s")))
             wall, _ = _run([sys.executable, "bare.py"], root, env)
@@ -153,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         collect = med([s.collect_s for s in samples])
         book = med([s.bookkeeping_s for s in samples])
         share = statistics.median([s.bookkeeping_s / (s.execute_s + s.bookkeeping_s) for s in samples])
-        lines.append(f"| {label} | {wall:.2f} | {wall / bare:.2f}x | {execute:.2f} | {collect:.2f} | {book:.3f} | {share:.1%} |")
+        lines.append(
+            f"| {label} | {wall:.2f} | {wall / bare:.2f}x | {execute:.2f} | {collect:.2f} | {book:.3f} | {share:.1%} |"
+        )
     cells = med([s.cells_s for s in results["papermill"]])
     lines += [
         "",

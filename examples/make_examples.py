@@ -229,7 +229,7 @@ df = make_transactions(n_transactions, fraud_rate, seed)
 df.head()
 """,
     ),
-    code("explore-describe", 'df.describe()'),
+    code("explore-describe", "df.describe()"),
     code(
         "explore-plot",
         """
@@ -539,8 +539,7 @@ FIXTURE_NOTEBOOKS = (
             code("hidden", "#| hide\nfrom pprint import pprint"),
             code(
                 "public",
-                "#| export\ndef greet(name: str) -> str:\n"
-                '    "Say hello."\n    return f"Hello, {_clean(name)}!"',
+                "#| export\ndef greet(name: str) -> str:\n" '    "Say hello."\n    return f"Hello, {_clean(name)}!"',
             ),
             code("private", "#| exporti\ndef _clean(name: str) -> str:\n    return name.strip().title()"),
             code("check", 'assert greet("  ada ") == "Hello, Ada!"'),

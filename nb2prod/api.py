@@ -23,7 +23,14 @@ class BuildResult:
     changed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": True, "output_dir": str(self.output_dir), "package": self.package, "files": list(self.files), "notes": [n.to_dict() for n in self.notes], "changed": self.changed}
+        return {
+            "ok": True,
+            "output_dir": str(self.output_dir),
+            "package": self.package,
+            "files": list(self.files),
+            "notes": [n.to_dict() for n in self.notes],
+            "changed": self.changed,
+        }
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,13 @@ class CheckResult:
         return not self.stale and not self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "output_dir": str(self.output_dir), "stale": self.stale, "reasons": list(self.reasons), "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "ok": self.ok,
+            "output_dir": str(self.output_dir),
+            "stale": self.stale,
+            "reasons": list(self.reasons),
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
 @dataclass(frozen=True)
@@ -97,12 +110,16 @@ def _recursion_limit(limit: int = 3000) -> Iterator[None]:
         sys.setrecursionlimit(previous)
 
 
-def _prepare(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None, warm: bool = False) -> _Prepared:
+def _prepare(
+    notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None, warm: bool = False
+) -> _Prepared:
     with _recursion_limit():
         return _prepare_inner(notebook, output, overrides, warm)
 
 
-def _prepare_inner(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None, warm: bool) -> _Prepared:
+def _prepare_inner(
+    notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None, warm: bool
+) -> _Prepared:
     from nb2prod.analysis.analyse import analyse
     from nb2prod.config import load_config
     from nb2prod.notebook import read_notebook
@@ -128,7 +145,7 @@ def _output_dir(notebook: Path, dist: str, output: str | Path | None, configured
 
 
 def _render_tree(prepared: _Prepared) -> dict[str, bytes]:
-    from nb2prod.manifest import make_manifest
+    from nb2prod.build_record import make_manifest
     from nb2prod.plan import plan_build
     from nb2prod.render import render
     from nb2prod.writer import MANIFEST
@@ -140,7 +157,13 @@ def _render_tree(prepared: _Prepared) -> dict[str, bytes]:
     return files
 
 
-def build(notebook: str | Path, *, output: str | Path | None = None, force: bool = False, overrides: Mapping[str, Any] | None = None) -> BuildResult:
+def build(
+    notebook: str | Path,
+    *,
+    output: str | Path | None = None,
+    force: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+) -> BuildResult:
     """Build `notebook` into its output folder; raise NotebookErrors if the notebook has errors."""
     from nb2prod.writer import write_tree
 
@@ -154,7 +177,9 @@ def build(notebook: str | Path, *, output: str | Path | None = None, force: bool
     return BuildResult(prepared.output, analysis.package, tuple(sorted(files)), notes, changed)
 
 
-def check(notebook: str | Path, *, output: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> CheckResult:
+def check(
+    notebook: str | Path, *, output: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> CheckResult:
     """Is the build output up to date with the notebook, and is the notebook free of errors?"""
     fast = _check_fast(notebook, output, overrides)
     if fast is not None:
@@ -181,7 +206,9 @@ def check(notebook: str | Path, *, output: str | Path | None = None, overrides: 
     return CheckResult(prepared.output, bool(reasons), tuple(reasons), analysis.findings)
 
 
-def _locate(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> tuple[Any, Any, Path]:
+def _locate(
+    notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None
+) -> tuple[Any, Any, Path]:
     """The notebook, its configuration and its output folder, without analysing it."""
     from nb2prod.analysis.identifiers import distribution_name
     from nb2prod.config import load_config
@@ -192,14 +219,18 @@ def _locate(notebook: str | Path, output: str | Path | None, overrides: Mapping[
     return nb, config, _output_dir(nb.path, distribution_name(config.name or nb.path.stem), output, config.output)
 
 
-def output_dir(notebook: str | Path, *, output: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Path:
+def output_dir(
+    notebook: str | Path, *, output: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Path:
     """Where `build` writes this notebook's output (configuration included)."""
     return _locate(notebook, output, overrides)[2]
 
 
-def _check_fast(notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None) -> CheckResult | None:
+def _check_fast(
+    notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None
+) -> CheckResult | None:
     """Unchanged notebook, config and nb2prod, and untouched output: fresh, without analysing."""
-    from nb2prod.manifest import input_hash
+    from nb2prod.build_record import input_hash
     from nb2prod.writer import hand_edits, read_manifest
 
     nb, config, out = _locate(notebook, output, overrides)
@@ -231,13 +262,29 @@ def inspect(notebook: str | Path, *, overrides: Mapping[str, Any] | None = None)
     prepared = _prepare(notebook, None, overrides)
     analysis = prepared.analysis
     cells = []
-    analysed = {c.index: c for group in (analysis.job_cells, analysis.predict_cells, analysis.test_cells) for c in group}
+    analysed = {
+        c.index: c for group in (analysis.job_cells, analysis.predict_cells, analysis.test_cells) for c in group
+    }
     for module in analysis.modules:
         analysed.update({c.index: c for c in module.cells})
     for roled in analysis.all_cells:
         code_cell = analysed.get(roled.index)
         binds = tuple(sorted(code_cell.names.binds | {b.name for b in code_cell.names.imports})) if code_cell else ()
         uses = tuple(name for name, _ in analysis.uses.get(roled.index, ()))
-        cells.append(CellReport(roled.index, roled.cell.id, roled.cell.cell_type, tuple(sorted(roled.roles)), roled.module, binds, uses))
-    parameters = tuple({"name": p.name, **p.schema(), "cell": p.cell_index, "line": p.line} for p in analysis.parameters)
-    return Inspection(analysis.notebook.name, analysis.package, tuple(cells), parameters, tuple(r.spec for r in analysis.requirements), analysis.findings, analysis.example_inputs)
+        cells.append(
+            CellReport(
+                roled.index, roled.cell.id, roled.cell.cell_type, tuple(sorted(roled.roles)), roled.module, binds, uses
+            )
+        )
+    parameters = tuple(
+        {"name": p.name, **p.schema(), "cell": p.cell_index, "line": p.line} for p in analysis.parameters
+    )
+    return Inspection(
+        analysis.notebook.name,
+        analysis.package,
+        tuple(cells),
+        parameters,
+        tuple(r.spec for r in analysis.requirements),
+        analysis.findings,
+        analysis.example_inputs,
+    )

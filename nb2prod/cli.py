@@ -16,8 +16,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("nb2prod.commands.convert", "build", "Build the package, tests, job and image spec."),
     "check": ("nb2prod.commands.convert", "check", "Exit 1 if the build output is stale or the notebook has errors."),
     "inspect": ("nb2prod.commands.convert", "inspect", "Show cells, roles, dependencies, parameters and requirements."),
-    "image": ("nb2prod.commands.image", "image", "Build the container image; render Kubernetes and Kubeflow manifests."),
-    "train": ("nb2prod.commands.runs", "train", "Train into a new immutable, versioned run (papermill or python engine)."),
+    "image": (
+        "nb2prod.commands.image",
+        "image",
+        "Build the container image; render Kubernetes and Kubeflow manifests.",
+    ),
+    "train": (
+        "nb2prod.commands.runs",
+        "train",
+        "Train into a new immutable, versioned run (papermill or python engine).",
+    ),
     "runs": ("nb2prod.commands.runs", "runs", "List, show, diff recorded runs and the alias history."),
     "promote": ("nb2prod.commands.runs", "promote", "Point an alias (default production) at a run."),
     "rollback": ("nb2prod.commands.runs", "rollback", "Move an alias back to its previous run."),
@@ -79,5 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # an nb2prod bug: still one line unless --debug
         if debug:
             raise
-        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback", err=True)
+        click.echo(
+            f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback", err=True
+        )
         sys.exit(2)

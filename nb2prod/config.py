@@ -54,7 +54,9 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
-def load_config(notebook_path: Path, notebook_metadata: Mapping[str, Any], flags: Mapping[str, Any] | None = None) -> Config:
+def load_config(
+    notebook_path: Path, notebook_metadata: Mapping[str, Any], flags: Mapping[str, Any] | None = None
+) -> Config:
     """Merge the three layers; an unknown key or a value of the wrong type names its place."""
     values: dict[str, Any] = {}
     pyproject = find_pyproject(notebook_path.resolve().parent)
@@ -86,7 +88,9 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
                 raise InputError(f"{place}: {key} must be a list of requirement strings")
             value = list(value)
         elif expected is dict:
-            if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, list) and v for k, v in value.items()):
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, list) and v for k, v in value.items()
+            ):
                 raise InputError(f"{place}: {key} must be a table of parameter names to non-empty lists of values")
             value = {k: list(v) for k, v in value.items()}
         elif expected is int:
@@ -118,7 +122,7 @@ def _invalid(key: str, value: Any) -> str | None:
         if not value.isidentifier() or keyword.iskeyword(value):
             return "is not a Python variable name"
     elif key == "base_image":
-        from nb2prod.image import check_image_ref
+        from nb2prod.deploy.image import check_image_ref
 
         try:
             check_image_ref(value)

@@ -57,7 +57,10 @@ def _black_version() -> str:
 
 def format_jobs(jobs: list[FormatJob], line_length: int, parallel: bool = True) -> list[Formatted]:
     version = _black_version()
-    keys = [hashlib.sha256(f"{CACHE_VERSION}|{version}|{line_length}|{job.indent}|{job.code}".encode()).hexdigest() for job in jobs]
+    keys = [
+        hashlib.sha256(f"{CACHE_VERSION}|{version}|{line_length}|{job.indent}|{job.code}".encode()).hexdigest()
+        for job in jobs
+    ]
     folder = cache_dir()
     results: list[Formatted | None] = []
     for key in keys:
@@ -69,7 +72,11 @@ def format_jobs(jobs: list[FormatJob], line_length: int, parallel: bool = True) 
             workers = min(os.cpu_count() or 1, 8)
             size = max(1, len(pending) // (workers * 4))
             with process_pool(workers) as pool:
-                done = list(pool.map(_format_batch, [(pending[i : i + size], line_length) for i in range(0, len(pending), size)]))
+                done = list(
+                    pool.map(
+                        _format_batch, [(pending[i : i + size], line_length) for i in range(0, len(pending), size)]
+                    )
+                )
             formatted = [item for batch in done for item in batch]
         else:
             formatted = _format_batch((pending, line_length))
@@ -154,6 +161,8 @@ def indent_code(code: str, indent: int) -> str:
             inside_string.update(range(token.start[0] + 1, token.end[0] + 1))
     pad = " " * indent
     lines = code.split("\n")
-    out = [line if (number in inside_string or not line.strip()) else pad + line for number, line in enumerate(lines, 1)]
+    out = [
+        line if (number in inside_string or not line.strip()) else pad + line for number, line in enumerate(lines, 1)
+    ]
     body = "\n".join(out)
     return body if body.strip() else pad + "pass"

@@ -52,7 +52,9 @@ def read_notebook(path: str | Path) -> Notebook:
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a notebook")
     if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        raise InputError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB; nb2prod does not read notebooks this large")
+        raise InputError(
+            f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB; nb2prod does not read notebooks this large"
+        )
     return parse_notebook(path.read_bytes(), path)
 
 
@@ -79,7 +81,14 @@ def parse_notebook(raw: bytes, path: Path) -> Notebook:
     notes: list[Finding] = []
     if major == 3:
         data = _upgrade_v3(data, name)
-        notes.append(Finding("note", "upgraded-nbformat", "nbformat 3 notebook upgraded to nbformat 4 in memory; the file is unchanged.", Location(name)))
+        notes.append(
+            Finding(
+                "note",
+                "upgraded-nbformat",
+                "nbformat 3 notebook upgraded to nbformat 4 in memory; the file is unchanged.",
+                Location(name),
+            )
+        )
         major, minor = 4, data.get("nbformat_minor", 0)
     elif major != 4:
         raise InputError(
@@ -106,10 +115,14 @@ def _upgrade_v3(data: dict[str, Any], name: str) -> dict[str, Any]:
 
     worksheets = data.get("worksheets")
     if not isinstance(worksheets, list) or not all(
-        isinstance(w, dict) and isinstance(w.get("cells"), list) and all(isinstance(c, dict) and isinstance(c.get("cell_type"), str) for c in w["cells"])
+        isinstance(w, dict)
+        and isinstance(w.get("cells"), list)
+        and all(isinstance(c, dict) and isinstance(c.get("cell_type"), str) for c in w["cells"])
         for w in worksheets
     ):
-        raise InputError(f"{name} is an nbformat 3 notebook without a valid list of worksheets holding cells, so it cannot be upgraded")
+        raise InputError(
+            f"{name} is an nbformat 3 notebook without a valid list of worksheets holding cells, so it cannot be upgraded"
+        )
 
     try:
         from nbformat.v3.rwbase import rejoin_lines
@@ -119,7 +132,9 @@ def _upgrade_v3(data: dict[str, Any], name: str) -> dict[str, Any]:
         for cell in upgraded.get("cells", []):
             cell.pop("id", None)  # the upgrade invents random ids; nb2prod numbers them instead
     except Exception:  # nbformat raises a variety of errors on malformed v3 files
-        raise InputError(f"{name} is an nbformat 3 notebook whose structure is broken, so it cannot be upgraded; open and save it in Jupyter") from None
+        raise InputError(
+            f"{name} is an nbformat 3 notebook whose structure is broken, so it cannot be upgraded; open and save it in Jupyter"
+        ) from None
     return json.loads(json.dumps(upgraded))
 
 
@@ -133,7 +148,9 @@ def _check_kernel(metadata: dict[str, Any], name: str) -> None:
         language = str(language_info.get("name") or "")
     if language and language.lower() not in ("python", "python3", "python2", "ipython"):
         kernel = kernelspec.get("name", language) if isinstance(kernelspec, dict) else language
-        raise InputError(f"{name} is written for the {language} kernel {kernel!r}; nb2prod builds Python notebooks only")
+        raise InputError(
+            f"{name} is written for the {language} kernel {kernel!r}; nb2prod builds Python notebooks only"
+        )
 
 
 def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Finding]]:
@@ -155,7 +172,14 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
             raise InputError(f"{where.describe()}: the cell source is neither text nor a list of lines")
         meta = raw.get("metadata") or {}
         if not isinstance(meta, dict):
-            notes.append(Finding("note", "invalid-cell-metadata", "the cell's metadata is not an object, so its tags are ignored", where))
+            notes.append(
+                Finding(
+                    "note",
+                    "invalid-cell-metadata",
+                    "the cell's metadata is not an object, so its tags are ignored",
+                    where,
+                )
+            )
             meta = {}
         tags = meta.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -163,7 +187,14 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
         cell_id = raw.get("id")
         if not isinstance(cell_id, str) or not CELL_ID.match(cell_id):
             if cell_id is not None:
-                notes.append(Finding("note", "invalid-cell-id", f"the cell id {str(cell_id)[:40]!r} is not a valid nbformat id; nb2prod calls it cell-{index}.", where))
+                notes.append(
+                    Finding(
+                        "note",
+                        "invalid-cell-id",
+                        f"the cell id {str(cell_id)[:40]!r} is not a valid nbformat id; nb2prod calls it cell-{index}.",
+                        where,
+                    )
+                )
             else:
                 missing += 1
             cell_id = f"cell-{index}"
@@ -181,5 +212,12 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
         seen[cell_id] = index
         cells.append(Cell(index, cell_id, cell_type, source, tuple(tags)))
     if missing:
-        notes.append(Finding("note", "missing-cell-ids", f"{missing} cell(s) have no id (nbformat before 4.5); nb2prod numbers them cell-N.", Location(name)))
+        notes.append(
+            Finding(
+                "note",
+                "missing-cell-ids",
+                f"{missing} cell(s) have no id (nbformat before 4.5); nb2prod numbers them cell-N.",
+                Location(name),
+            )
+        )
     return cells, notes

@@ -96,9 +96,16 @@ def plan_build(analysis: Analysis) -> Plan:
     for module in analysis.modules:
         all_names.extend(module.public)
         chunks = tuple(Chunk(next(keys), cell, "export", 0) for cell in module.cells)
-        context = {**base, "module": module, "imports": module.needs.sorted_imports(), "package_imports": module.needs.sorted_package()}
+        context = {
+            **base,
+            "module": module,
+            "imports": module.needs.sorted_imports(),
+            "package_imports": module.needs.sorted_package(),
+        }
         files.append(PlannedFile(f"{src}/{module.name}.py", "package/module.py.j2", context, chunks))
-    files.append(PlannedFile(f"{src}/__init__.py", "package/__init__.py.j2", {**base, "all_names": sorted(set(all_names))}))
+    files.append(
+        PlannedFile(f"{src}/__init__.py", "package/__init__.py.j2", {**base, "all_names": sorted(set(all_names))})
+    )
     files.append(PlannedFile(f"{src}/_runtime.py", None))
     files.append(PlannedFile(f"{src}/py.typed", None))
     job_chunks: tuple[Chunk, ...] = ()
@@ -106,12 +113,23 @@ def plan_build(analysis: Analysis) -> Plan:
         schema = {p.name: p.schema() for p in analysis.parameters}
         files.append(PlannedFile(f"{src}/params.py", "package/params.py.j2", {**base, "schema": schema}))
         chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 4) for cell in analysis.job_cells)
-        context = {**base, "imports": analysis.job_needs.sorted_imports(), "package_imports": analysis.job_needs.sorted_package()}
+        context = {
+            **base,
+            "imports": analysis.job_needs.sorted_imports(),
+            "package_imports": analysis.job_needs.sorted_package(),
+        }
         files.append(PlannedFile(f"{src}/train.py", "package/train.py.j2", context, chunks))
-        job_chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 0, in_module=False) for cell in analysis.job_cells)
+        job_chunks = tuple(
+            Chunk(next(keys), cell, cell.roled.primary_role or "train", 0, in_module=False)
+            for cell in analysis.job_cells
+        )
         files.append(PlannedFile("job/train.ipynb", None))
     predict_chunks = tuple(Chunk(next(keys), cell, "predict", 0) for cell in analysis.predict_cells)
-    context = {**base, "imports": analysis.predict_needs.sorted_imports(), "package_imports": analysis.predict_needs.sorted_package()}
+    context = {
+        **base,
+        "imports": analysis.predict_needs.sorted_imports(),
+        "package_imports": analysis.predict_needs.sorted_package(),
+    }
     files.append(PlannedFile(f"{src}/predict.py", "package/predict.py.j2", context, predict_chunks))
     tests = []
     for cell in analysis.test_cells:
@@ -120,15 +138,26 @@ def plan_build(analysis: Analysis) -> Plan:
         tests.append(TestPlan(chunk, wrap, analysis.test_uses_job.get(cell.index, ())))
     test_needs = analysis.test_needs
     if tests:
-        context = {**base, "tests": tests, "imports": test_needs.sorted_imports(), "package_imports": test_needs.sorted_package()}
-        files.append(PlannedFile("tests/test_notebook.py", "package/tests/test_notebook.py.j2", context, tuple(t.chunk for t in tests)))
+        context = {
+            **base,
+            "tests": tests,
+            "imports": test_needs.sorted_imports(),
+            "package_imports": test_needs.sorted_package(),
+        }
+        files.append(
+            PlannedFile(
+                "tests/test_notebook.py", "package/tests/test_notebook.py.j2", context, tuple(t.chunk for t in tests)
+            )
+        )
     example_imports = tuple(
         (module, tuple(n for n in names if n in _names_in(analysis.example_inputs)))
         for module, names in test_needs.sorted_package()
     )
     context = {
         **base,
-        "module_names": [m.name for m in analysis.modules] + (["params", "train"] if analysis.has_job else []) + ["predict"],
+        "module_names": [m.name for m in analysis.modules]
+        + (["params", "train"] if analysis.has_job else [])
+        + ["predict"],
         "example_inputs": analysis.example_inputs,
         "example_names": analysis.example_names,
         "example_imports": tuple((m, n) for m, n in example_imports if n),

@@ -67,7 +67,15 @@ def _pyrepr(value: Any) -> str:
     raise TypeError(f"not plain data: {type(value).__name__}")
 
 
-_ANNOTATIONS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "list": "list[Any]", "dict": "dict[str, Any]", "any": "Any"}
+_ANNOTATIONS = {
+    "int": "int",
+    "float": "float",
+    "str": "str",
+    "bool": "bool",
+    "list": "list[Any]",
+    "dict": "dict[str, Any]",
+    "any": "Any",
+}
 
 
 def _annotation(parameter: Parameter) -> str:
@@ -96,12 +104,19 @@ def render(plan: Plan) -> Rendered:
     chunk_list = [chunk for planned in plan.files for chunk in planned.chunks] + list(plan.job_chunks)
     chunk_jobs, offsets = zip(*[chunk.format_job() for chunk in chunk_list]) if chunk_list else ((), ())
     job_sources = _job_cell_sources(plan) if analysis.has_job else ()
-    jobs = [FormatJob(scaffolds[p], 0) for p in python_paths] + list(chunk_jobs) + [FormatJob(text, 0) for text in job_sources]
+    jobs = (
+        [FormatJob(scaffolds[p], 0) for p in python_paths]
+        + list(chunk_jobs)
+        + [FormatJob(text, 0) for text in job_sources]
+    )
     formatted = format_jobs(jobs, line_length)
     generated_job_cells = tuple(formatted[len(formatted) - len(job_sources) :]) if job_sources else ()
     formatted = formatted[: len(formatted) - len(job_sources)]
     formatted_scaffolds = {p: f.text + "\n" for p, f in zip(python_paths, formatted)}
-    by_key = {chunk.key: (chunk, result, offset) for chunk, result, offset in zip(chunk_list, formatted[len(python_paths) :], offsets)}
+    by_key = {
+        chunk.key: (chunk, result, offset)
+        for chunk, result, offset in zip(chunk_list, formatted[len(python_paths) :], offsets)
+    }
 
     files: dict[str, bytes] = {}
     placements: list[Placement] = []
@@ -122,7 +137,9 @@ def render(plan: Plan) -> Rendered:
     return Rendered(files, tuple(placements))
 
 
-def _assemble(planned: PlannedFile, scaffold: str, by_key: dict[int, tuple[Chunk, Formatted, int]]) -> tuple[str, list[Placement]]:
+def _assemble(
+    planned: PlannedFile, scaffold: str, by_key: dict[int, tuple[Chunk, Formatted, int]]
+) -> tuple[str, list[Placement]]:
     out: list[str] = []
     placements: list[Placement] = []
     for line in scaffold.split("\n"):
@@ -136,7 +153,11 @@ def _assemble(planned: PlannedFile, scaffold: str, by_key: dict[int, tuple[Chunk
         out.extend(chunk_lines)
         # statement pairs are (line in chunk, line in chunk source); the source has the header line first
         pairs = tuple((start + a - 1, b - 1 + lead) for a, b in result.statement_lines if b > 1)
-        placements.append(Placement(planned.path, start, start + len(chunk_lines) - 1, chunk.cell.index, chunk.cell.id, chunk.role, pairs))
+        placements.append(
+            Placement(
+                planned.path, start, start + len(chunk_lines) - 1, chunk.cell.index, chunk.cell.id, chunk.role, pairs
+            )
+        )
     return "\n".join(out), placements
 
 
@@ -144,9 +165,13 @@ def _job_cell_sources(plan: Plan) -> tuple[str, str, str]:
     """The generated cells of job/train.ipynb (parameters, imports, save), before formatting."""
     analysis = plan.analysis
     package = analysis.package
-    parameter_lines = [f"{p.name} = {_pyrepr(p.default)}" + (f"  # {p.help}" if p.help else "") for p in analysis.parameters]
+    parameter_lines = [
+        f"{p.name} = {_pyrepr(p.default)}" + (f"  # {p.help}" if p.help else "") for p in analysis.parameters
+    ]
     imports = list(analysis.job_needs.sorted_imports())
-    imports += [f"from {package}.{module} import {', '.join(names)}" for module, names in analysis.job_needs.sorted_package()]
+    imports += [
+        f"from {package}.{module} import {', '.join(names)}" for module, names in analysis.job_needs.sorted_package()
+    ]
     imports.append(f"from {package} import _runtime as _nb2prod")
     saved = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in analysis.parameters) + "}"
     save = (
@@ -157,14 +182,23 @@ def _job_cell_sources(plan: Plan) -> tuple[str, str, str]:
     return "\n".join(parameter_lines) + "\n", "\n".join(imports) + "\n", save
 
 
-def _notebook_cell(cell_id: str, source: str, cell_type: str = "code", metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    cell: dict[str, Any] = {"cell_type": cell_type, "id": cell_id, "metadata": metadata or {}, "source": source.splitlines(keepends=True)}
+def _notebook_cell(
+    cell_id: str, source: str, cell_type: str = "code", metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    cell: dict[str, Any] = {
+        "cell_type": cell_type,
+        "id": cell_id,
+        "metadata": metadata or {},
+        "source": source.splitlines(keepends=True),
+    }
     if cell_type == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
 
 
-def _job_notebook(plan: Plan, by_key: dict[int, tuple[Chunk, Formatted, int]], generated: tuple[Formatted, ...]) -> bytes:
+def _job_notebook(
+    plan: Plan, by_key: dict[int, tuple[Chunk, Formatted, int]], generated: tuple[Formatted, ...]
+) -> bytes:
     """job/train.ipynb as nbformat 4.5 JSON, written directly (the layout nbformat writes)."""
     analysis = plan.analysis
     parameters, imports, save = (f.text for f in generated)
@@ -180,7 +214,11 @@ def _job_notebook(plan: Plan, by_key: dict[int, tuple[Chunk, Formatted, int]], g
     ]
     for chunk in plan.job_chunks:
         _, result, _ = by_key[chunk.key]
-        cells.append(_notebook_cell(chunk.cell.id, result.text, metadata={"nb2prod": {"cell": chunk.cell.index, "id": chunk.cell.id}}))
+        cells.append(
+            _notebook_cell(
+                chunk.cell.id, result.text, metadata={"nb2prod": {"cell": chunk.cell.index, "id": chunk.cell.id}}
+            )
+        )
     cells.append(_notebook_cell("nb2prod-save", save))
     notebook = {
         "cells": cells,
@@ -196,7 +234,7 @@ def _job_notebook(plan: Plan, by_key: dict[int, tuple[Chunk, Formatted, int]], g
 
 
 def _image_files(plan: Plan) -> dict[str, bytes]:
-    from nb2prod.image import ImageContext, render_image_files
+    from nb2prod.deploy.image import ImageContext, render_image_files
 
     analysis = plan.analysis
     context = ImageContext(
@@ -210,7 +248,7 @@ def _image_files(plan: Plan) -> dict[str, bytes]:
         has_predict=True,
     )
     files = render_image_files(context)
-    from nb2prod.manifests import render_build_manifests
+    from nb2prod.deploy.cluster_manifests import render_build_manifests
 
     files.update(
         render_build_manifests(
@@ -230,5 +268,14 @@ def _source_map(placements: list[Placement]) -> bytes:
     for placement in placements:
         if placement.path.endswith(".py"):
             name = placement.path.rsplit("/", 1)[-1]
-            data.setdefault(name, []).append([placement.start, placement.end, placement.cell_index, placement.cell_id, placement.role, [list(p) for p in placement.lines]])
+            data.setdefault(name, []).append(
+                [
+                    placement.start,
+                    placement.end,
+                    placement.cell_index,
+                    placement.cell_id,
+                    placement.role,
+                    [list(p) for p in placement.lines],
+                ]
+            )
     return (json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode()

@@ -24,7 +24,20 @@ ALIASES = {
     "pipeline-metrics": "metrics",  # Kale
 }
 # Markers that are known and carry no role of their own.
-IGNORED = {"hide", "hide_input", "hide_output", "eval", "echo", "output", "code-fold", "filter_stream", "injected-parameters", "default_exp", "prev", "export_to"}
+IGNORED = {
+    "hide",
+    "hide_input",
+    "hide_output",
+    "eval",
+    "echo",
+    "output",
+    "code-fold",
+    "filter_stream",
+    "injected-parameters",
+    "default_exp",
+    "prev",
+    "export_to",
+}
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,9 @@ def _read_directives(cell: Cell, notebook: Notebook, notes: list[Finding]) -> tu
     return markers, "\n".join(lines)
 
 
-def _parse_marker(text: str, notebook: Notebook, cell: Cell, notes: list[Finding], kind: str, line: int | None = None) -> Marker | None:
+def _parse_marker(
+    text: str, notebook: Notebook, cell: Cell, notes: list[Finding], kind: str, line: int | None = None
+) -> Marker | None:
     word, argument = _split_marker(text)
     lowered = word.lower()
     if lowered == "default_exp":

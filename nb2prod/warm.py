@@ -30,7 +30,7 @@ def warm_caches(cells: tuple[RoledCell, ...], line_length: int) -> None:
     from nb2prod.analysis.requirements import _distributions_by_import
     from nb2prod.formatting import process_pool
 
-    batches = [items[i::workers * 4] for i in range(workers * 4)]
+    batches = [items[i :: workers * 4] for i in range(workers * 4)]
     with process_pool(workers) as pool:
         futures = [pool.submit(_warm_batch, batch, line_length) for batch in batches if batch]
         _distributions_by_import()  # meanwhile, in this process

@@ -75,16 +75,22 @@ def _write_tree(output: Path, files: dict[str, bytes], force: bool) -> bool:
         manifest = read_manifest(output)
         if manifest is None:
             if any(output.iterdir()):
-                raise OutputConflict(f"the output folder {output} exists and was not written by nb2prod (it has no {MANIFEST}); remove it or choose another with -o")
+                raise OutputConflict(
+                    f"the output folder {output} exists and was not written by nb2prod (it has no {MANIFEST}); remove it or choose another with -o"
+                )
         else:
             edited = hand_edits(output, manifest)
             if edited and not force:
                 more = f" (and {len(edited) - 1} more)" if len(edited) > 1 else ""
-                raise OutputConflict(f"{output / edited[0]} was edited by hand since the last build{more}; move the change into the notebook, or rebuild with --force to overwrite it")
+                raise OutputConflict(
+                    f"{output / edited[0]} was edited by hand since the last build{more}; move the change into the notebook, or rebuild with --force to overwrite it"
+                )
             carried = _user_files(output, manifest)
             clash = [p for p in carried if p in files]
             if clash and not force:
-                raise OutputConflict(f"{output / clash[0]} was added by hand and a build now generates it; move it away, or rebuild with --force to overwrite it")
+                raise OutputConflict(
+                    f"{output / clash[0]} was added by hand and a build now generates it; move it away, or rebuild with --force to overwrite it"
+                )
             carried = [p for p in carried if p not in files]
             if not carried and _same_content(output, files, manifest):
                 return False

@@ -13,7 +13,9 @@ collect_ignore = ["golden"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", help="Rewrite the expected trees of the golden-file tests.")
+    parser.addoption(
+        "--update-golden", action="store_true", help="Rewrite the expected trees of the golden-file tests."
+    )
 
 
 @pytest.fixture

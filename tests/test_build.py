@@ -23,9 +23,19 @@ def test_build_writes_the_layout(small_notebook: Path, tmp_path: Path) -> None:
     result = api.build(small_notebook, output=tmp_path / "out")
     files = set(tree(tmp_path / "out"))
     for expected in [
-        "pyproject.toml", "nb2prod.json", "requirements.lock", "Dockerfile", ".dockerignore", "job/train.ipynb",
-        "src/small/__init__.py", "src/small/core.py", "src/small/params.py", "src/small/train.py",
-        "src/small/predict.py", "tests/test_notebook.py", "tests/test_contract.py",
+        "pyproject.toml",
+        "nb2prod.json",
+        "requirements.lock",
+        "Dockerfile",
+        ".dockerignore",
+        "job/train.ipynb",
+        "src/small/__init__.py",
+        "src/small/core.py",
+        "src/small/params.py",
+        "src/small/train.py",
+        "src/small/predict.py",
+        "tests/test_notebook.py",
+        "tests/test_contract.py",
     ]:
         assert expected in files
     assert result.changed and result.package == "small"
@@ -67,7 +77,10 @@ def test_generated_python_parses_and_is_black_stable(tmp_path: Path, example: st
 
 
 def test_failed_build_leaves_previous_output_intact(tmp_path: Path) -> None:
-    path = write_notebook(tmp_path / "nb.ipynb", [cell("import math\ndef f(x):\n    return math.sqrt(x)", "export"), cell("model = f(4)", "train")])
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [cell("import math\ndef f(x):\n    return math.sqrt(x)", "export"), cell("model = f(4)", "train")],
+    )
     out = tmp_path / "out"
     api.build(path, output=out)
     before = tree(out)
@@ -129,7 +142,10 @@ def test_generated_code_never_carries_notebook_text_as_code(tmp_path: Path) -> N
     evil_help = 'x"""; import os; os.system("boom") #'
     path = write_notebook(
         tmp_path / "nb.ipynb",
-        [cell(f"alpha = 1  # {evil_help}\nname = '\\\"\\\"\\\"; import os'", "parameters"), cell("model = alpha", "train")],
+        [
+            cell(f'alpha = 1  # {evil_help}\nname = \'\\"\\"\\"; import os\'', "parameters"),
+            cell("model = alpha", "train"),
+        ],
         metadata={"nb2prod": {"version": "1.0"}},
     )
     out = tmp_path / "out"
@@ -139,7 +155,11 @@ def test_generated_code_never_carries_notebook_text_as_code(tmp_path: Path) -> N
     imports = [n for n in ast.walk(module) if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert all(getattr(n, "module", None) in ("__future__", "typing", None) or n.level == 1 for n in imports)
     assert "os.system" in params  # only inside string literals
-    calls = [n for n in ast.walk(module) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "system"]
+    calls = [
+        n
+        for n in ast.walk(module)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "system"
+    ]
     assert calls == []
 
 
@@ -158,11 +178,20 @@ def test_runtime_errors_point_at_the_notebook_cell(tmp_path: Path) -> None:
     out = tmp_path / "out"
     api.build(path, output=out)
     env = {**os.environ, "PYTHONPATH": str(out / "src")}
-    result = subprocess.run([sys.executable, "-m", "fails.train"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "fails.train"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 1
     assert "ZeroDivisionError" in result.stderr
     assert "notebook cell 2 (id c1, export), line 2" in result.stderr  # the innermost generated frame
-    ok = subprocess.run([sys.executable, "-m", "fails.train", "--divisor", "2", "--output", str(tmp_path / "m")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "fails.train", "--divisor", "2", "--output", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "m" / "model.joblib").is_file()
 
@@ -175,12 +204,21 @@ def test_other_tools_notebooks_build_and_their_tests_pass(tmp_path: Path, fixtur
     out = tmp_path / "out"
     api.build(FIXTURES / fixture, output=out)
     env = {**os.environ, "PYTHONPATH": str(out / "src")}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=out, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=out,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:]
     assert " passed" in result.stdout
 
 
-def test_check_notices_an_upgraded_dependency(small_notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_notices_an_upgraded_dependency(
+    small_notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nb2prod.analysis import requirements
 
     out = tmp_path / "out"

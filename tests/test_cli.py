@@ -13,7 +13,9 @@ from nbtest_helpers import FIXTURES, cell, write_notebook
 
 
 def nb2prod(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2prod", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nb2prod", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,9 @@ def test_build_check_cycle(small_notebook: Path, tmp_path: Path) -> None:
 
 
 def test_check_reports_notebook_errors_with_exit_1(tmp_path: Path) -> None:
-    result = nb2prod("check", str(FIXTURES / "broken_dependency.ipynb"), "-o", str(tmp_path / "out"), "--format", "json")
+    result = nb2prod(
+        "check", str(FIXTURES / "broken_dependency.ipynb"), "-o", str(tmp_path / "out"), "--format", "json"
+    )
     assert result.returncode == 1
     finding = json.loads(result.stdout)[0]["findings"][0]
     assert finding["location"]["cell_index"] == 3 and finding["code"] == "undefined-name"
@@ -82,7 +86,9 @@ def test_hand_edit_exits_2_naming_the_file(small_notebook: Path, tmp_path: Path)
 
 def test_config_layers(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.nb2prod]\nname = "from-pyproject"\nversion = "2.0.0"\n')
-    path = write_notebook(tmp_path / "nb.ipynb", [cell("model = 1", "train")], metadata={"nb2prod": {"name": "from-metadata"}})
+    path = write_notebook(
+        tmp_path / "nb.ipynb", [cell("model = 1", "train")], metadata={"nb2prod": {"name": "from-metadata"}}
+    )
     out = tmp_path / "out"
     assert nb2prod("build", str(path), "-o", str(out), "--name", "from-flag").returncode == 0
     manifest = json.loads((out / "nb2prod.json").read_text())
@@ -112,6 +118,10 @@ def test_sweep_and_schedule_reach_the_manifests(tmp_path: Path) -> None:
     sweep = yaml.safe_load((out / "k8s" / "sweep-job.yaml").read_text())
     assert sweep["spec"]["completions"] == 2
     assert yaml.safe_load((out / "k8s" / "retrain-cronjob.yaml").read_text())["spec"]["schedule"] == "0 4 * * *"
-    write_notebook(path, [cell("alpha = 0.5", "parameters"), cell("model = alpha", "train")], metadata={"nb2prod": {"sweep": {"beta": [1]}}})
+    write_notebook(
+        path,
+        [cell("alpha = 0.5", "parameters"), cell("model = alpha", "train")],
+        metadata={"nb2prod": {"sweep": {"beta": [1]}}},
+    )
     result = nb2prod("build", str(path), "-o", str(out))
     assert result.returncode == 2 and "names 'beta', which is not a parameter" in result.stderr

@@ -163,7 +163,11 @@ def tag_every_code_cell(tags: Callable[[int], str]) -> Callable[[dict[str, Any]]
     def transform(data: dict[str, Any]) -> bool:
         count = 0
         for item in data.get("cells") or []:
-            if isinstance(item, dict) and item.get("cell_type") == "code" and isinstance(item.get("metadata", {}), dict):
+            if (
+                isinstance(item, dict)
+                and item.get("cell_type") == "code"
+                and isinstance(item.get("metadata", {}), dict)
+            ):
                 item.setdefault("metadata", {})["tags"] = [tags(count)]
                 count += 1
         return count > 0
@@ -202,7 +206,10 @@ def previous_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("previous")
     notebook = write_notebook(
         folder / "good.ipynb",
-        [cell("import math\n\n\ndef grow(x):\n    return math.sqrt(x)\n", "export"), cell("model = grow(4)\n", "train")],
+        [
+            cell("import math\n\n\ndef grow(x):\n    return math.sqrt(x)\n", "export"),
+            cell("model = grow(4)\n", "train"),
+        ],
     )
     outcome = run_cli("build", str(notebook), "-o", str(folder / "out"), "--quiet")
     assert outcome.code == 0, outcome.describe()
@@ -210,7 +217,9 @@ def previous_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_every_corpus_notebook_builds_or_fails_cleanly(variant: str, corpus: list[Path], previous_build: Path, tmp_path: Path) -> None:
+def test_every_corpus_notebook_builds_or_fails_cleanly(
+    variant: str, corpus: list[Path], previous_build: Path, tmp_path: Path
+) -> None:
     before = tree_bytes(previous_build)
     classes: Counter[str] = Counter()
     problems: list[str] = []
@@ -227,7 +236,9 @@ def test_every_corpus_notebook_builds_or_fails_cleanly(variant: str, corpus: lis
         if problem is None and outcome.code != 0:
             if output.exists():
                 problem = "the failed build created its output folder"
-            elif run_cli("build", str(notebook)).code == 0 or sorted(p.name for p in folder.iterdir()) != [notebook.name]:
+            elif run_cli("build", str(notebook)).code == 0 or sorted(p.name for p in folder.iterdir()) != [
+                notebook.name
+            ]:
                 problem = f"the failed build wrote beside the notebook: {sorted(p.name for p in folder.iterdir())}"
             else:
                 again = run_cli("build", str(notebook), "-o", str(previous_build))
@@ -345,7 +356,9 @@ def test_a_notebook_over_256_mib_is_refused_without_being_read(tmp_path: Path, m
 def test_the_size_limit_applies_to_inspect_and_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nb2prod.notebook
 
-    notebook = write_notebook(tmp_path / "small.ipynb", [cell("import math\n", "export"), cell("model = math.pi\n", "train")])
+    notebook = write_notebook(
+        tmp_path / "small.ipynb", [cell("import math\n", "export"), cell("model = math.pi\n", "train")]
+    )
     monkeypatch.setattr(nb2prod.notebook, "MAX_NOTEBOOK_BYTES", notebook.stat().st_size - 1)
     for argv in (("inspect", str(notebook)), ("check", str(notebook), "-o", str(tmp_path / "out"))):
         outcome = run_cli(*argv)
@@ -413,7 +426,9 @@ def test_a_configured_name_that_is_no_identifier_is_normalised(tmp_path: Path) -
     [("9lives", "starts with a digit"), ("class", "is a Python keyword"), ("predict", "used by the generated package")],
 )
 @pytest.mark.parametrize("how", ["directive", "tag"])
-def test_an_export_module_that_is_no_identifier_is_a_clear_error(module: str, reason: str, how: str, tmp_path: Path) -> None:
+def test_an_export_module_that_is_no_identifier_is_a_clear_error(
+    module: str, reason: str, how: str, tmp_path: Path
+) -> None:
     source = "def grow(x):\n    return x * 2\n"
     first = cell(f"#| export: {module}\n{source}") if how == "directive" else cell(source, f"export: {module}")
     notebook = write_notebook(tmp_path / "names.ipynb", [first, cell("model = grow(2)\n", "train")])
@@ -428,7 +443,10 @@ def test_an_export_module_that_is_no_identifier_is_a_clear_error(module: str, re
 
 
 def test_an_export_target_that_looks_like_a_path_stays_inside_the_package(tmp_path: Path) -> None:
-    notebook = write_notebook(tmp_path / "paths.ipynb", [cell("#| export: ../../evil\ndef grow(x):\n    return x\n"), cell("model = grow(2)\n", "train")])
+    notebook = write_notebook(
+        tmp_path / "paths.ipynb",
+        [cell("#| export: ../../evil\ndef grow(x):\n    return x\n"), cell("model = grow(2)\n", "train")],
+    )
 
     outcome = run_cli("build", str(notebook), "-o", str(tmp_path / "out"))
 
@@ -442,7 +460,11 @@ def test_an_export_target_that_looks_like_a_path_stays_inside_the_package(tmp_pa
 
 
 def test_duplicate_and_missing_cell_ids_build_with_notes(tmp_path: Path) -> None:
-    cells = [cell("import math\n", "export", cell_id="same"), cell("model = math.pi\n", "train", cell_id="same"), cell("x = 1\n")]
+    cells = [
+        cell("import math\n", "export", cell_id="same"),
+        cell("model = math.pi\n", "train", cell_id="same"),
+        cell("x = 1\n"),
+    ]
     data = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     notebook = tmp_path / "ids.ipynb"
     notebook.write_text(json.dumps(data))
@@ -455,7 +477,9 @@ def test_duplicate_and_missing_cell_ids_build_with_notes(tmp_path: Path) -> None
 
 
 def test_non_literal_parameters_are_an_error_naming_the_line(tmp_path: Path) -> None:
-    notebook = write_notebook(tmp_path / "params.ipynb", [cell("seed = 42\nlr = float('0.1')\n", "parameters"), *good_cells()])
+    notebook = write_notebook(
+        tmp_path / "params.ipynb", [cell("seed = 42\nlr = float('0.1')\n", "parameters"), *good_cells()]
+    )
 
     outcome = run_cli("build", str(notebook), "-o", str(tmp_path / "out"))
 
@@ -484,7 +508,11 @@ def test_a_failed_rebuild_keeps_the_previous_build(tmp_path: Path) -> None:
     assert run_cli("build", str(notebook), "-o", str(output), "--quiet").code == 0
     before = tree_bytes(output)
     good = notebook.read_text()
-    for broken in (good[: len(good) // 2], good.replace('"nbformat": 4', '"nbformat": 5'), good.replace("model = grow(16)", "model = grow(16")):
+    for broken in (
+        good[: len(good) // 2],
+        good.replace('"nbformat": 4', '"nbformat": 5'),
+        good.replace("model = grow(16)", "model = grow(16"),
+    ):
         notebook.write_text(broken)
         outcome = run_cli("build", str(notebook), "-o", str(output))
         assert outcome.code == 2, outcome.describe()
@@ -498,7 +526,9 @@ def test_a_failed_rebuild_keeps_the_previous_build(tmp_path: Path) -> None:
 def test_deeply_nested_json_is_an_input_error(tmp_path: Path) -> None:
     notebook = tmp_path / "nested.ipynb"
     depth = 100_000
-    notebook.write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {"x": ' + "[" * depth + "]" * depth + '}, "cells": []}')
+    notebook.write_text(
+        '{"nbformat": 4, "nbformat_minor": 5, "metadata": {"x": ' + "[" * depth + "]" * depth + '}, "cells": []}'
+    )
 
     outcome = run_cli("build", str(notebook), "-o", str(tmp_path / "out"))
 
@@ -555,8 +585,12 @@ def test_code_that_only_fails_at_compile_time_is_not_exported_silently(source: s
 def test_pip_installs_become_valid_requirements_or_a_clear_error(tmp_path: Path) -> None:
     from packaging.requirements import InvalidRequirement, Requirement
 
-    installs = "%pip install -r requirements.txt\n!pip install ./local.whl\n!pip install git+https://example.org/x/y.git\n"
-    notebook = write_notebook(tmp_path / "pips.ipynb", [cell(installs + "import math\n", "export"), cell("model = math.pi\n", "train")])
+    installs = (
+        "%pip install -r requirements.txt\n!pip install ./local.whl\n!pip install git+https://example.org/x/y.git\n"
+    )
+    notebook = write_notebook(
+        tmp_path / "pips.ipynb", [cell(installs + "import math\n", "export"), cell("model = math.pi\n", "train")]
+    )
     output = tmp_path / "out"
 
     outcome = run_cli("build", str(notebook), "-o", str(output))

@@ -49,8 +49,22 @@ def test_examples_install_and_pass_their_generated_tests(venv: Path, tmp_path: P
 
     inputs = tmp_path / "inputs.csv"
     rows = [
-        {"amount": 12.5, "hour": 14, "merchant_category": 0, "distance_from_home": 1.5, "card_present": 1, "velocity_1h": 0},
-        {"amount": 2400.0, "hour": 3, "merchant_category": 8, "distance_from_home": 420.0, "card_present": 0, "velocity_1h": 6},
+        {
+            "amount": 12.5,
+            "hour": 14,
+            "merchant_category": 0,
+            "distance_from_home": 1.5,
+            "card_present": 1,
+            "velocity_1h": 0,
+        },
+        {
+            "amount": 2400.0,
+            "hour": 3,
+            "merchant_category": 8,
+            "distance_from_home": 420.0,
+            "card_present": 0,
+            "velocity_1h": 6,
+        },
     ]
     with inputs.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -61,7 +75,9 @@ def test_examples_install_and_pass_their_generated_tests(venv: Path, tmp_path: P
     assert len(scores) == 2 and scores[1] > scores[0]
 
     (model / "model.joblib").write_bytes((model / "model.joblib").read_bytes() + b"x")
-    refused = subprocess.run([str(venv / "bin" / "fraud-detection-predict"), str(model), str(inputs)], capture_output=True, text=True)
+    refused = subprocess.run(
+        [str(venv / "bin" / "fraud-detection-predict"), str(model), str(inputs)], capture_output=True, text=True
+    )
     assert refused.returncode == 2 and "sha256" in refused.stderr
 
 

@@ -36,5 +36,13 @@ def test_golden(case: str, tmp_path: Path, request: pytest.FixtureRequest) -> No
     assert sorted(actual) == sorted(expected), "the set of generated files changed"
     for path in sorted(expected):
         if actual[path] != expected[path]:
-            diff = "\n".join(difflib.unified_diff(expected[path].decode().splitlines(), actual[path].decode().splitlines(), f"expected/{path}", f"actual/{path}", lineterm=""))
+            diff = "\n".join(
+                difflib.unified_diff(
+                    expected[path].decode().splitlines(),
+                    actual[path].decode().splitlines(),
+                    f"expected/{path}",
+                    f"actual/{path}",
+                    lineterm="",
+                )
+            )
             pytest.fail(f"{path} differs from the golden file:\n{diff}")

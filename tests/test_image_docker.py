@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nb2prod.image import ImageBuildResult, ImageContext, build_image, render_image_files
+from nb2prod.deploy.image import ImageBuildResult, ImageContext, build_image, render_image_files
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "fraud" / "fraud_detection.ipynb"
@@ -24,8 +24,22 @@ BASE_IMAGE = os.environ.get("NB2PROD_BASE_IMAGE", "nb2prod-base/python:3.11")
 RUN_ID = uuid.uuid4().hex[:8]
 HOSTILE_LABEL = 'risk "ml" $HOME ${PATH} $(id) `id` \' # RUN id'
 TRANSACTIONS = [
-    {"amount": 12.5, "hour": 14, "merchant_category": 0, "distance_from_home": 1.5, "card_present": 1, "velocity_1h": 0},
-    {"amount": 2400.0, "hour": 3, "merchant_category": 8, "distance_from_home": 420.0, "card_present": 0, "velocity_1h": 6},
+    {
+        "amount": 12.5,
+        "hour": 14,
+        "merchant_category": 0,
+        "distance_from_home": 1.5,
+        "card_present": 1,
+        "velocity_1h": 0,
+    },
+    {
+        "amount": 2400.0,
+        "hour": 3,
+        "merchant_category": 8,
+        "distance_from_home": 420.0,
+        "card_present": 0,
+        "velocity_1h": 6,
+    },
 ]
 
 
@@ -39,7 +53,7 @@ def _unavailable(reason: str) -> None:
 def docker_client():
     import docker
 
-    from nb2prod.image import EngineUnavailable, docker_api
+    from nb2prod.deploy.image import EngineUnavailable, docker_api
 
     try:
         docker_api()
@@ -168,9 +182,13 @@ def test_train_in_a_container_writes_the_run_to_a_mounted_volume(fraud: Built, d
 def test_predict_in_a_container_on_json_input(fraud: Built, docker_client, tmp_path: Path) -> None:
     runs = runs_folder(tmp_path)
     mount = {str(runs): {"bind": "/runs", "mode": "rw"}}
-    run_container(docker_client, fraud.tag, ["train", "-p", "n_transactions", "6000", "--output", "/runs/m"], volumes=mount)
+    run_container(
+        docker_client, fraud.tag, ["train", "-p", "n_transactions", "6000", "--output", "/runs/m"], volumes=mount
+    )
     (runs / "input.jsonl").write_text("".join(json.dumps(row) + "\n" for row in TRANSACTIONS))
-    out = run_container(docker_client, fraud.tag, ["predict", "/runs/m/model.joblib", "/runs/input.jsonl"], volumes=mount)
+    out = run_container(
+        docker_client, fraud.tag, ["predict", "/runs/m/model.joblib", "/runs/input.jsonl"], volumes=mount
+    )
     predictions = [json.loads(line) for line in out.strip().splitlines()]
     assert len(predictions) == len(TRANSACTIONS)
     assert all(0.0 <= p <= 1.0 for p in predictions)
@@ -190,7 +208,7 @@ def test_predict_in_a_container_on_json_input(fraud: Built, docker_client, tmp_p
 def test_a_sweep_point_runs_from_the_rendered_indexed_job(fraud: Built, docker_client, tmp_path: Path) -> None:
     import yaml
 
-    from nb2prod.manifests import ManifestContext, parameters_from_schema, render_manifest_files
+    from nb2prod.deploy.cluster_manifests import ManifestContext, parameters_from_schema, render_manifest_files
 
     manifest = json.loads((fraud.build_dir / "nb2prod.json").read_text())
     ctx = ManifestContext(
@@ -216,7 +234,9 @@ def test_a_sweep_point_runs_from_the_rendered_indexed_job(fraud: Built, docker_c
     assert params["n_estimators"] == 12 and params["n_transactions"] == 4000
 
 
-def test_a_code_only_change_reuses_the_dependency_layers(fraud: Built, docker_client, wheelhouse: Path, tmp_path: Path) -> None:
+def test_a_code_only_change_reuses_the_dependency_layers(
+    fraud: Built, docker_client, wheelhouse: Path, tmp_path: Path
+) -> None:
     repo = tmp_path / "changed"
     shutil.copytree(fraud.repo, repo, ignore=shutil.ignore_patterns("build"))
     notebook = json.loads((repo / "fraud_detection.ipynb").read_text())
@@ -241,12 +261,15 @@ def test_a_code_only_change_reuses_the_dependency_layers(fraud: Built, docker_cl
     assert shared >= base_layers + 2  # the base, the user, the venv
     assert len(new_layers) == len(old_layers)
     image = docker_client.images.get(changed.tag)
-    assert image.labels["io.nb2prod.source.sha256"] != docker_client.images.get(fraud.tag).labels["io.nb2prod.source.sha256"]
+    assert (
+        image.labels["io.nb2prod.source.sha256"]
+        != docker_client.images.get(fraud.tag).labels["io.nb2prod.source.sha256"]
+    )
 
 
 # --- a small hand-made build folder: a server, hostile labels, the CLI --------------------------
 
-SERVE_PY = '''\
+SERVE_PY = """\
 import http.server
 import os
 
@@ -261,7 +284,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def main(argv):
     port = int(os.environ["NB2PROD_PORT"])
     http.server.HTTPServer(("0.0.0.0", port), Handler).serve_forever()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +375,11 @@ def test_serving_container_turns_healthy(toy_dir: Path, docker_client) -> None:
 def test_no_engine_is_one_clear_sentence_and_exit_2(toy_dir: Path, tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     proc = subprocess.run(
-        [sys.executable, "-m", "nb2prod", "image", "build", str(toy_dir)], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "nb2prod", "image", "build", str(toy_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -381,7 +408,7 @@ def test_nb2prod_build_image_does_both_steps(fraud: Built, docker_client, wheelh
 
 
 def test_a_filled_wheelhouse_is_reused_without_pip(fraud: Built, wheelhouse: Path) -> None:
-    from nb2prod.image import fill_wheelhouse
+    from nb2prod.deploy.image import fill_wheelhouse
 
     messages: list[str] = []
     count = fill_wheelhouse(fraud.build_dir, wheelhouse, "3.11", messages.append)
@@ -389,7 +416,9 @@ def test_a_filled_wheelhouse_is_reused_without_pip(fraud: Built, wheelhouse: Pat
     assert messages == [f"wheelhouse: {wheelhouse} already holds the wheels of this lock file\n"]
 
 
-def test_image_build_of_a_notebook_builds_it_first(fraud: Built, docker_client, wheelhouse: Path, tmp_path: Path) -> None:
+def test_image_build_of_a_notebook_builds_it_first(
+    fraud: Built, docker_client, wheelhouse: Path, tmp_path: Path
+) -> None:
     tag = f"nb2prod-test/fraud-detection:{RUN_ID}-nb"
     docker_client.nb2prod_made.append(tag)
     proc = subprocess.run(

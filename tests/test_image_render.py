@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nb2prod.errors import InputError
-from nb2prod.image import ImageContext, docker_quote, render_image_files
+from nb2prod.deploy.image import ImageContext, docker_quote, render_image_files
 
 
 def make_ctx(**changes) -> ImageContext:
@@ -281,7 +281,7 @@ def test_bad_values_are_refused_with_one_sentence(field: str, value: object) -> 
     assert "\n" not in message.replace(repr(value), "") and message.endswith(".")
 
 
-HOSTILE = "risk \"ml\" $HOME ${PATH} $(id) `id` ' # \" RUN id"
+HOSTILE = 'risk "ml" $HOME ${PATH} $(id) `id` \' # " RUN id'
 
 
 def test_hostile_label_values_stay_inside_their_label(tmp_path: Path) -> None:
@@ -332,7 +332,7 @@ def test_every_example_build_has_a_lint_clean_image_spec(tmp_path: Path, noteboo
 
 
 def test_default_tag_and_image_references() -> None:
-    from nb2prod.image import check_image_ref, default_tag
+    from nb2prod.deploy.image import check_image_ref, default_tag
 
     assert default_tag("fraud-detection", "0.1.0") == "fraud-detection:0.1.0"
     assert default_tag("Fraud_Detection", "1.0+local.2") == "fraud_detection:1.0-local.2"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from nb2prod.errors import InputError
-from nb2prod.manifests import (
+from nb2prod.deploy.cluster_manifests import (
     ManifestContext,
     Parameter,
     expand_grid,
@@ -266,7 +266,13 @@ def test_parameter_names_must_be_identifiers() -> None:
 
 def test_parse_grid_types_values_with_the_schema() -> None:
     grid = parse_grid(
-        ["n_estimators=50,100", "fraud_rate=0.01,1", "balanced=true,false", "label=a b,c", 'features=[["x"],["x","y"]]'],
+        [
+            "n_estimators=50,100",
+            "fraud_rate=0.01,1",
+            "balanced=true,false",
+            "label=a b,c",
+            'features=[["x"],["x","y"]]',
+        ],
         PARAMS,
     )
     assert grid == {
@@ -329,7 +335,12 @@ def test_cli_renders_valid_manifests_from_the_build_schema(fraud_build, tmp_path
                "-o", str(out), "--format", "json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     written = json.loads(proc.stdout)["files"]
-    assert written == ["k8s/retrain-cronjob.yaml", "k8s/sweep-job.yaml", "k8s/train-job.yaml", "kubeflow/component.yaml"]
+    assert written == [
+        "k8s/retrain-cronjob.yaml",
+        "k8s/sweep-job.yaml",
+        "k8s/train-job.yaml",
+        "kubeflow/component.yaml",
+    ]
     schema = json.loads((fraud_build / "nb2prod.json").read_text())["parameters"]
     for path in written:
         (document,) = documents((out / path).read_text())
@@ -356,7 +367,7 @@ def test_cli_names_a_bad_grid_in_one_sentence(fraud_build, tmp_path) -> None:
 
 
 def test_render_build_manifests_takes_the_build_values(fraud_build) -> None:
-    from nb2prod.manifests import render_build_manifests
+    from nb2prod.deploy.cluster_manifests import render_build_manifests
 
     data = json.loads((fraud_build / "nb2prod.json").read_text())
     files = render_build_manifests(

@@ -44,7 +44,9 @@ def test_train_overrides_take_the_forms_of_nb2prod_train(tmp_path) -> None:
 
     params_file = tmp_path / "params.json"
     params_file.write_text(json_module.dumps({"rate": 2, "sizes": [3]}))
-    values, options = runtime.parse_overrides(["-p", "n", "5", "--on", "no", "-f", str(params_file), "--rate=0.25", "--output", "out"], SCHEMA)
+    values, options = runtime.parse_overrides(
+        ["-p", "n", "5", "--on", "no", "-f", str(params_file), "--rate=0.25", "--output", "out"], SCHEMA
+    )
     assert values == {"n": 5, "on": False, "rate": 0.25, "sizes": [3]}
     assert options == {"output": "out"}
     yaml_file = tmp_path / "params.yaml"

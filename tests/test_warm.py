@@ -26,7 +26,9 @@ def big_notebook(path: Path) -> Path:
     return write_notebook(path, cells)
 
 
-def test_after_warming_the_build_prepares_and_formats_no_tagged_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_after_warming_the_build_prepares_and_formats_no_tagged_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NB2PROD_CACHE_DIR", str(tmp_path / "cache" / "format"))
     notebook = big_notebook(tmp_path / "big.ipynb")
     cells, _ = resolve_roles(read_notebook(notebook))
@@ -38,8 +40,14 @@ def test_after_warming_the_build_prepares_and_formats_no_tagged_cell(tmp_path: P
     prepared: list[str] = []
     formatted: list[str] = []
     real_prepare, real_format = cells_module.prepare_cell, formatting.format_chunk
-    monkeypatch.setattr(cells_module, "prepare_cell", lambda code, roles, tagged: prepared.append(code) or real_prepare(code, roles, tagged))
-    monkeypatch.setattr(formatting, "format_chunk", lambda job, length: formatted.append(job.code) or real_format(job, length))
+    monkeypatch.setattr(
+        cells_module,
+        "prepare_cell",
+        lambda code, roles, tagged: prepared.append(code) or real_prepare(code, roles, tagged),
+    )
+    monkeypatch.setattr(
+        formatting, "format_chunk", lambda job, length: formatted.append(job.code) or real_format(job, length)
+    )
     api.build(notebook, output=tmp_path / "out")
     assert prepared == []
     assert [code for code in formatted if code.startswith("# Notebook cell")] == []

@@ -112,7 +112,9 @@ class Analysis:
         return any("metrics" in c.names.binds for c in self.job_cells)
 
 
-def analyse(notebook: Notebook, cells: tuple[RoledCell, ...], config: Config, role_notes: tuple[Finding, ...] = ()) -> Analysis:
+def analyse(
+    notebook: Notebook, cells: tuple[RoledCell, ...], config: Config, role_notes: tuple[Finding, ...] = ()
+) -> Analysis:
     return _Analyser(notebook, cells, config).run(role_notes)
 
 
@@ -136,8 +138,19 @@ class _Analyser:
         self.untagged_cache: dict[int, CodeCell | None] = {}
 
     # -- findings --------------------------------------------------------------------------
-    def error(self, code: str, message: str, cell: RoledCell | None = None, line: int | None = None, fix: str | None = None, related: RoledCell | None = None, role: str | None = None) -> None:
-        location = self.notebook.location(cell.cell, role or cell.primary_role, line) if cell else self.notebook.location()
+    def error(
+        self,
+        code: str,
+        message: str,
+        cell: RoledCell | None = None,
+        line: int | None = None,
+        fix: str | None = None,
+        related: RoledCell | None = None,
+        role: str | None = None,
+    ) -> None:
+        location = (
+            self.notebook.location(cell.cell, role or cell.primary_role, line) if cell else self.notebook.location()
+        )
         related_location = self.notebook.location(related.cell, related.primary_role) if related else None
         self.findings.append(Finding("error", code, message, location, fix, related_location))
 
@@ -156,10 +169,17 @@ class _Analyser:
             if code_cell is not None:
                 self.code_cells[roled.index] = code_cell
         if not tagged:
-            self.error("no-tagged-cells", "no cell has an nb2prod role, so there is nothing to build; tag cells `export`, `train`, `predict` (cell metadata tags or a `#| export` line)")
+            self.error(
+                "no-tagged-cells",
+                "no cell has an nb2prod role, so there is nothing to build; tag cells `export`, `train`, `predict` (cell metadata tags or a `#| export` line)",
+            )
         parameters = self._parameters()
         for name in sorted(set(self.config.sweep or {}) - {p.name for p in parameters}):
-            self.error("bad-sweep", f"the sweep grid in the configuration names {name!r}, which is not a parameter", fix="Use names from the parameters cell.")
+            self.error(
+                "bad-sweep",
+                f"the sweep grid in the configuration names {name!r}, which is not a parameter",
+                fix="Use names from the parameters cell.",
+            )
         modules_cells = self._module_cells()
         job_cells = tuple(c for c in self.code_cells.values() if c.roles & {"train", "metrics"})
         predict_cells = tuple(c for c in self.code_cells.values() if "predict" in c.roles)
@@ -185,33 +205,67 @@ class _Analyser:
                 if role == "test" and from_job:
                     if code_cell.has_test_functions:
                         name = from_job[0]
-                        self.error("test-function-uses-job", f"the test function uses {name!r}, a variable of the training job; `def test_*` functions see only exported code, so use plain `assert`s in a test cell to check training results", code_cell.roled, self._first_line(code_cell, name), role="test")
+                        self.error(
+                            "test-function-uses-job",
+                            f"the test function uses {name!r}, a variable of the training job; `def test_*` functions see only exported code, so use plain `assert`s in a test cell to check training results",
+                            code_cell.roled,
+                            self._first_line(code_cell, name),
+                            role="test",
+                        )
                     test_uses_job[code_cell.index] = tuple(sorted(from_job))
         modules = self._modules(modules_cells, module_needs, package)
         self._check_model_and_predict(job_cells, predict_cells)
-        example_inputs, fit_inputs, example_names = self._example_inputs(job_cells, test_cells, modules, test_needs) if job_cells else (None, None, ())
+        example_inputs, fit_inputs, example_names = (
+            self._example_inputs(job_cells, test_cells, modules, test_needs) if job_cells else (None, None, ())
+        )
         requirements = self._requirements(modules, job_needs, predict_needs, test_needs, package)
         return Analysis(
-            self.notebook, self.config, dist, package, modules, parameters, job_cells, job_needs,
-            predict_cells, predict_needs, test_cells, test_needs, test_uses_job, example_inputs, example_names, fit_inputs,
-            requirements, tuple(self.findings), self.cells, uses_map,
+            self.notebook,
+            self.config,
+            dist,
+            package,
+            modules,
+            parameters,
+            job_cells,
+            job_needs,
+            predict_cells,
+            predict_needs,
+            test_cells,
+            test_needs,
+            test_uses_job,
+            example_inputs,
+            example_names,
+            fit_inputs,
+            requirements,
+            tuple(self.findings),
+            self.cells,
+            uses_map,
         )
 
     def _prepare(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
         prepared = prepare_cell_cached(roled.code, roled.roles, tagged_cell)
         if tagged_cell:
             for event in prepared.events:
-                finding = Finding(event.severity, event.code, event.message, roled.location(self.notebook, event.line), event.fix)
+                finding = Finding(
+                    event.severity, event.code, event.message, roled.location(self.notebook, event.line), event.fix
+                )
                 self.findings.append(finding)
             for spec, line in prepared.installs:
                 problem = _unpinnable(spec)
                 if problem is None:
                     self.installs.append((spec, roled.index, line))
                 elif problem:
-                    self.note("install-not-pinned", f"`{spec}` {problem}, so it is not added to the requirements; list what it provides in `requirements` ([tool.nb2prod])", roled, line)
+                    self.note(
+                        "install-not-pinned",
+                        f"`{spec}` {problem}, so it is not added to the requirements; list what it provides in `requirements` ([tool.nb2prod])",
+                        roled,
+                        line,
+                    )
         if prepared.code is None or prepared.names is None:
             return None
-        return CodeCell(roled, prepared.code, prepared.names, prepared.has_test_functions, prepared.module_code or prepared.code)
+        return CodeCell(
+            roled, prepared.code, prepared.names, prepared.has_test_functions, prepared.module_code or prepared.code
+        )
 
     def _untagged(self) -> dict[int, CodeCell]:
         """Untagged cells are analysed only when tagged code needs a name it can't find."""
@@ -238,7 +292,12 @@ class _Analyser:
             try:
                 for parameter in parse_parameters(code_cell.roled.code, code_cell.index):
                     if parameter.name in found:
-                        self.note("parameter-repeated", f"parameter {parameter.name!r} is assigned again; the later value ({parameter.default!r}) is its default", code_cell.roled, parameter.line)
+                        self.note(
+                            "parameter-repeated",
+                            f"parameter {parameter.name!r} is assigned again; the later value ({parameter.default!r}) is its default",
+                            code_cell.roled,
+                            parameter.line,
+                        )
                     found[parameter.name] = parameter
             except ParameterError as exc:
                 self.error("bad-parameter", exc.message, code_cell.roled, exc.line)
@@ -254,7 +313,12 @@ class _Analyser:
             raw = code_cell.roled.module or "core"
             name, problem = module_name(raw)
             if name is None:
-                self.error("bad-module-name", f"cannot export into {raw!r}: {problem}", code_cell.roled, fix="Use `export: NAME` with a lower-case Python identifier.")
+                self.error(
+                    "bad-module-name",
+                    f"cannot export into {raw!r}: {problem}",
+                    code_cell.roled,
+                    fix="Use `export: NAME` with a lower-case Python identifier.",
+                )
                 continue
             if name != raw:
                 self.note("module-renamed", f"export target {raw!r} becomes module {name!r}", code_cell.roled)
@@ -292,7 +356,9 @@ class _Analyser:
                     continue
                 candidates.append((binder, binding, roles))
             if candidates:
-                candidates.sort(key=lambda c: (c[0].index > user.index, -c[0].index if c[0].index <= user.index else c[0].index))
+                candidates.sort(
+                    key=lambda c: (c[0].index > user.index, -c[0].index if c[0].index <= user.index else c[0].index)
+                )
                 binder, binding, roles = candidates[0]
                 if binding is not None:
                     needs.imports.add(binding.statement)
@@ -321,19 +387,30 @@ class _Analyser:
                     needs.imports.add(binding.statement)
                     if (index, binding.statement) not in self.carried:
                         self.carried.add((index, binding.statement))
-                        self.note("import-carried", f"`{binding.statement}` comes from untagged cell {index + 1} and is carried into the generated code, which needs {name!r}; tag that cell `export` to make this explicit", user.roled, line)
+                        self.note(
+                            "import-carried",
+                            f"`{binding.statement}` comes from untagged cell {index + 1} and is carried into the generated code, which needs {name!r}; tag that cell `export` to make this explicit",
+                            user.roled,
+                            line,
+                        )
                     return
         definers = [c for c in untagged.values() if name in c.names.binds]
         definers.sort(key=lambda c: (c.index > user.index, abs(c.index - user.index)))
         if definers:
             definer = definers[0]
-            tag = "export" if definer.names.defines_callables or role in ("export", "predict") else ("train" if role in ("train", "metrics", "test") else "export")
+            tag = (
+                "export"
+                if definer.names.defines_callables or role in ("export", "predict")
+                else ("train" if role in ("train", "metrics", "test") else "export")
+            )
             self.error(
                 "undefined-name",
                 f"{name!r} is defined only in untagged cell {definer.index + 1} (id {definer.id}), which is not exported",
-                user.roled, line,
+                user.roled,
+                line,
                 fix=f"Tag cell {definer.index + 1} `{tag}` so the {role} code can use it.",
-                related=definer.roled, role=role,
+                related=definer.roled,
+                role=role,
             )
             return
         wrong = [b for b, _ in self._binders(name)]
@@ -350,15 +427,32 @@ class _Analyser:
             self.error("undefined-name", detail, user.roled, line, fix=fix, related=binder.roled, role=role)
         elif skipped:
             definer_cell = skipped[0]
-            self.error("undefined-name", f"{name!r} is defined only in cell {definer_cell.index + 1} (id {definer_cell.cell.id}), which is tagged `skip`", user.roled, line, fix="Remove its `skip` tag and give it a role.", related=definer_cell, role=role)
+            self.error(
+                "undefined-name",
+                f"{name!r} is defined only in cell {definer_cell.index + 1} (id {definer_cell.cell.id}), which is tagged `skip`",
+                user.roled,
+                line,
+                fix="Remove its `skip` tag and give it a role.",
+                related=definer_cell,
+                role=role,
+            )
         else:
-            self.error("undefined-name", f"{name!r} is not defined in any cell", user.roled, line, fix="Define or import it in a tagged cell.", role=role)
+            self.error(
+                "undefined-name",
+                f"{name!r} is not defined in any cell",
+                user.roled,
+                line,
+                fix="Define or import it in a tagged cell.",
+                role=role,
+            )
 
     def _first_line(self, code_cell: CodeCell, name: str) -> int | None:
         return dict(code_cell.names.uses).get(name)
 
     # -- modules, model, predict -----------------------------------------------------------
-    def _modules(self, modules_cells: dict[str, list[CodeCell]], module_needs: dict[str, Needs], package: str) -> tuple[ExportModule, ...]:
+    def _modules(
+        self, modules_cells: dict[str, list[CodeCell]], module_needs: dict[str, Needs], package: str
+    ) -> tuple[ExportModule, ...]:
         modules = []
         for name, cells in modules_cells.items():
             public: set[str] = set()
@@ -369,7 +463,11 @@ class _Analyser:
         graph = {m.name: {dep for dep, _ in m.needs.package} for m in modules}
         cycle = _find_cycle(graph)
         if cycle:
-            self.error("module-cycle", f"export modules {' → '.join(cycle)} import each other in a cycle, which Python cannot load", fix="Move the shared code into one module.")
+            self.error(
+                "module-cycle",
+                f"export modules {' → '.join(cycle)} import each other in a cycle, which Python cannot load",
+                fix="Move the shared code into one module.",
+            )
         modules.sort(key=lambda m: (m.name != "core", m.name))
         return tuple(modules)
 
@@ -385,23 +483,64 @@ class _Analyser:
                 role="train",
             )
         if job_cells and not train_cells:
-            self.error("no-train", "metrics cells need a train cell that fits the model", job_cells[0].roled, role="metrics")
+            self.error(
+                "no-train", "metrics cells need a train cell that fits the model", job_cells[0].roled, role="metrics"
+            )
         if predict_cells and not any(_defines_function(c.code, "predict") for c in predict_cells):
-            self.error("no-predict-function", "the predict cell does not define `predict(model, inputs)`", predict_cells[0].roled, role="predict")
+            self.error(
+                "no-predict-function",
+                "the predict cell does not define `predict(model, inputs)`",
+                predict_cells[0].roled,
+                role="predict",
+            )
         for code_cell in predict_cells:
             for node in ast.parse(code_cell.code).body:
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "predict" and not _takes_two_arguments(node):
-                    self.error("predict-signature", "`predict` must take two arguments, `predict(model, inputs)`", code_cell.roled, node.lineno, role="predict")
+                if (
+                    isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.name == "predict"
+                    and not _takes_two_arguments(node)
+                ):
+                    self.error(
+                        "predict-signature",
+                        "`predict` must take two arguments, `predict(model, inputs)`",
+                        code_cell.roled,
+                        node.lineno,
+                        role="predict",
+                    )
         parameter_cells = [c for c in self.code_cells.values() if "parameters" in c.roles]
         if parameter_cells and not job_cells:
-            self.note("parameters-unused", "the notebook has parameters but no train cell, so no training job is generated and the parameters are unused", parameter_cells[0].roled)
+            self.note(
+                "parameters-unused",
+                "the notebook has parameters but no train cell, so no training job is generated and the parameters are unused",
+                parameter_cells[0].roled,
+            )
         for code_cell in predict_cells:
             for name in sorted(code_cell.names.binds & PREDICT_MODULE_NAMES):
-                self.error("reserved-name", f"the predict cell defines {name!r}, which the generated predict module defines itself", code_cell.roled, fix=f"Rename {name!r}.", role="predict")
-        if job_cells and any("metrics" in c.roles for c in job_cells) and not any("metrics" in c.names.binds for c in job_cells):
-            self.note("no-metrics-dict", "no metrics cell assigns a dict named `metrics`, so runs record no metrics", [c for c in job_cells if "metrics" in c.roles][0].roled)
+                self.error(
+                    "reserved-name",
+                    f"the predict cell defines {name!r}, which the generated predict module defines itself",
+                    code_cell.roled,
+                    fix=f"Rename {name!r}.",
+                    role="predict",
+                )
+        if (
+            job_cells
+            and any("metrics" in c.roles for c in job_cells)
+            and not any("metrics" in c.names.binds for c in job_cells)
+        ):
+            self.note(
+                "no-metrics-dict",
+                "no metrics cell assigns a dict named `metrics`, so runs record no metrics",
+                [c for c in job_cells if "metrics" in c.roles][0].roled,
+            )
 
-    def _example_inputs(self, job_cells: tuple[CodeCell, ...], test_cells: tuple[CodeCell, ...], modules: tuple[ExportModule, ...], test_needs: Needs) -> tuple[str | None, str | None, tuple[str, ...]]:
+    def _example_inputs(
+        self,
+        job_cells: tuple[CodeCell, ...],
+        test_cells: tuple[CodeCell, ...],
+        modules: tuple[ExportModule, ...],
+        test_needs: Needs,
+    ) -> tuple[str | None, str | None, tuple[str, ...]]:
         """Find what to feed predict in the contract test: config `example_inputs`, else the argument
         of a `predict(model, X)` call anywhere in the notebook, else (no predict cell) what the model
         was fitted on."""
@@ -412,7 +551,12 @@ class _Analyser:
         fit_inputs = None
         for code_cell in job_cells:
             for node in ast.walk(ast.parse(code_cell.code)):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fit" and node.args:
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "fit"
+                    and node.args
+                ):
                     first = node.args[0]
                     if isinstance(first, ast.Name) and first.id in job_names and fit_inputs is None:
                         fit_inputs = first.id
@@ -424,7 +568,12 @@ class _Analyser:
         later = [*job_cells, *test_cells, *[c for c in mentioning if c is not None]]
         for code_cell in later:
             for node in ast.walk(ast.parse(code_cell.code)):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "predict" and len(node.args) == 2:
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "predict"
+                    and len(node.args) == 2
+                ):
                     candidates.append(ast.unparse(node.args[1]))
         if fit_inputs is not None and not self.code_cells_with("predict"):
             candidates.append(fit_inputs)
@@ -441,7 +590,10 @@ class _Analyser:
                         test_needs.package.add((exported[name], name))
                 return expression, fit_inputs, tuple(sorted(free & job_names))
         if self.code_cells_with("predict") or fit_inputs:
-            self.note("no-example-inputs", "no example input for predict was found, so the predict contract test is not generated; call `predict(model, X)` in a cell or set example_inputs")
+            self.note(
+                "no-example-inputs",
+                "no example input for predict was found, so the predict contract test is not generated; call `predict(model, X)` in a cell or set example_inputs",
+            )
         return None, fit_inputs, ()
 
     def code_cells_with(self, role: str) -> list[CodeCell]:
@@ -469,7 +621,13 @@ class _Analyser:
         requirements, missing = infer_requirements(roots, self.installs, self.config.requirements, package)
         for item in missing:
             roled = next(c for c in self.cells if c.index == item.cell_index)
-            self.error("unknown-import", f"no installed distribution provides the module {item.module!r}", roled, item.line, fix="Install it where nb2prod runs, or pin its distribution in `requirements` ([tool.nb2prod]).")
+            self.error(
+                "unknown-import",
+                f"no installed distribution provides the module {item.module!r}",
+                roled,
+                item.line,
+                fix="Install it where nb2prod runs, or pin its distribution in `requirements` ([tool.nb2prod]).",
+            )
         return requirements
 
     def _import_origins(self) -> dict[str, tuple[int, int]]:
@@ -520,7 +678,9 @@ def _cross_role_fix(role: str, binder_role: str) -> str:
     if role == "export" and binder_role in JOB_ROLES:
         return "Exported code runs outside the training job: pass the value in as a function argument, or move this code into a train cell."
     if role == "predict":
-        return "predict sees only exported code and its arguments: export what it needs, or pass it in through the model."
+        return (
+            "predict sees only exported code and its arguments: export what it needs, or pass it in through the model."
+        )
     return f"Tag the defining cell so that {role} code can see it."
 
 

@@ -17,7 +17,6 @@ from nb2prod import __version__
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
 
-
 CACHE_VERSION = 2  # bump when PreparedCell changes
 
 
@@ -46,7 +45,9 @@ def prepare_cell(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell
     try:
         return _prepare(code, roles, tagged)
     except RecursionError:
-        return PreparedCell(None, None, None, False, (), (Event("error", "too-complex", "the code is nested too deeply to analyse"),))
+        return PreparedCell(
+            None, None, None, False, (), (Event("error", "too-complex", "the code is nested too deeply to analyse"),)
+        )
 
 
 def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
@@ -54,35 +55,78 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
     cleaned = clean_cell(code)
     if cleaned.syntax_error is not None:
         err = cleaned.syntax_error
-        return PreparedCell(None, None, None, False, (), (Event("error", "syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", err.lineno),))
+        return PreparedCell(
+            None,
+            None,
+            None,
+            False,
+            (),
+            (
+                Event(
+                    "error",
+                    "syntax-error",
+                    f"the code is not valid Python ({err.msg}), so it cannot be exported",
+                    err.lineno,
+                ),
+            ),
+        )
     for text, line in cleaned.escapes:
-        events.append(Event("error", "shell-escape", f"`{text}` is a shell command or magic that generated Python cannot run", line, "Move it to an untagged cell, or do it in Python (e.g. with subprocess)."))
+        events.append(
+            Event(
+                "error",
+                "shell-escape",
+                f"`{text}` is a shell command or magic that generated Python cannot run",
+                line,
+                "Move it to an untagged cell, or do it in Python (e.g. with subprocess).",
+            )
+        )
     for text, line in cleaned.dropped:
-        events.append(Event("note", "magic-dropped", f"`{text}` is left out of the generated code (IPython only)", line))
+        events.append(
+            Event("note", "magic-dropped", f"`{text}` is left out of the generated code (IPython only)", line)
+        )
     if tagged:
         try:
             compile(cleaned.code, "<cell>", "exec", dont_inherit=True)
         except SyntaxError as err:
             hint = " (top-level await works only inside Jupyter; use asyncio.run)" if "await" in (err.msg or "") else ""
-            events.append(Event("error", "syntax-error", f"the code cannot be compiled as a module ({err.msg}){hint}", err.lineno))
+            events.append(
+                Event("error", "syntax-error", f"the code cannot be compiled as a module ({err.msg}){hint}", err.lineno)
+            )
             return PreparedCell(None, None, None, False, (), tuple(events))
         except (MemoryError, ValueError):
             events.append(Event("error", "too-complex", "the code is nested too deeply for Python to compile"))
             return PreparedCell(None, None, None, False, (), tuple(events))
     body, displays = drop_display_calls(cleaned.code)
     for line in displays:
-        events.append(Event("note", "display-dropped", "`display(...)` only shows output in Jupyter; it is left out of the generated code", line))
+        events.append(
+            Event(
+                "note",
+                "display-dropped",
+                "`display(...)` only shows output in Jupyter; it is left out of the generated code",
+                line,
+            )
+        )
     try:
         names = analyse_names(body)
     except SyntaxError as err:  # symtable can be stricter than ast.parse
-        events.append(Event("error", "syntax-error", f"the code is not valid Python ({err.msg}), so it cannot be exported", err.lineno))
+        events.append(
+            Event(
+                "error",
+                "syntax-error",
+                f"the code is not valid Python ({err.msg}), so it cannot be exported",
+                err.lineno,
+            )
+        )
         return PreparedCell(None, None, None, False, (), tuple(events))
     body = blank_lines(body, names.hoistable_lines)
     if "metrics" in roles:
         body = gates_to_errors(body)
     has_tests = False
     if "test" in roles:
-        has_tests = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in ast.parse(body).body)
+        has_tests = any(
+            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test")
+            for n in ast.parse(body).body
+        )
     return PreparedCell(body, drop_display_statements(body), names, has_tests, tuple(cleaned.installs), tuple(events))
 
 
@@ -95,7 +139,9 @@ def gates_to_errors(code: str) -> str:
             continue
         test = ast.get_source_segment(code, node.test) or ast.unparse(node.test)
         test = ast.unparse(node.test) if "\n" in test else test
-        message = ast.unparse(node.msg) if node.msg is not None else repr(f"quality gate failed: {ast.unparse(node.test)}")
+        message = (
+            ast.unparse(node.msg) if node.msg is not None else repr(f"quality gate failed: {ast.unparse(node.test)}")
+        )
         indent = " " * node.col_offset
         replacement = f"{indent}if not ({test}): raise _nb2prod.QualityGateError({message})"
         span = (node.end_lineno or node.lineno) - node.lineno + 1
@@ -129,4 +175,3 @@ def prepare_cell_cached(code: str, roles: frozenset[str], tagged: bool) -> Prepa
     except OSError:
         pass  # a cache that can't be written only costs time
     return prepared
-

@@ -89,7 +89,9 @@ def _magic_call(node: ast.AST) -> tuple[str, list[str]] | None:
     return node.func.attr, args
 
 
-def _classify(statement: ast.stmt, top_level: bool, lines: list[str], original_lines: list[str], result: CleanCode) -> None:
+def _classify(
+    statement: ast.stmt, top_level: bool, lines: list[str], original_lines: list[str], result: CleanCode
+) -> None:
     call = _magic_call(statement.value) if isinstance(statement, ast.Expr) else None
     if call is None:
         return
@@ -102,7 +104,9 @@ def _classify(statement: ast.stmt, top_level: bool, lines: list[str], original_l
     def replace(new_lines: list[str]) -> None:
         span = statement.end_lineno - statement.lineno + 1 if statement.end_lineno else 1
         filler = new_lines + [""] * max(0, span - len(new_lines))
-        lines[statement.lineno - 1 : statement.lineno - 1 + span] = filler[:span] if len(new_lines) <= span else new_lines
+        lines[statement.lineno - 1 : statement.lineno - 1 + span] = (
+            filler[:span] if len(new_lines) <= span else new_lines
+        )
 
     if kind == "system" and args and _is_install(args[0]):
         result.installs.extend((req, line) for req in _install_targets(args[0]))
@@ -117,7 +121,13 @@ def _classify(statement: ast.stmt, top_level: bool, lines: list[str], original_l
         statement_text = _strip_options(args[1])
         result.dropped.append((text, line))
         replace([indent + statement_text])
-    elif kind == "run_cell_magic" and len(args) == 3 and args[0] in PASS_THROUGH_CELL_MAGICS and top_level and statement.lineno == 1:
+    elif (
+        kind == "run_cell_magic"
+        and len(args) == 3
+        and args[0] in PASS_THROUGH_CELL_MAGICS
+        and top_level
+        and statement.lineno == 1
+    ):
         result.dropped.append((text, line))
         body = args[2].rstrip("\n").split("\n")
         lines[:] = [""] + body + lines[statement.end_lineno or 1 :]

@@ -7,7 +7,15 @@ import builtins
 import symtable
 from dataclasses import dataclass
 
-BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__builtins__", "__spec__", "__loader__", "__package__"}
+BUILTINS = frozenset(dir(builtins)) | {
+    "__file__",
+    "__name__",
+    "__doc__",
+    "__builtins__",
+    "__spec__",
+    "__loader__",
+    "__package__",
+}
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,9 @@ def _import_bindings(node: ast.Import | ast.ImportFrom) -> list[ImportBinding]:
                 continue
             bound = alias.asname or alias.name
             suffix = f" as {alias.asname}" if alias.asname else ""
-            bindings.append(ImportBinding(bound, f"from {prefix} import {alias.name}{suffix}", module, node.level, node.lineno))
+            bindings.append(
+                ImportBinding(bound, f"from {prefix} import {alias.name}{suffix}", module, node.level, node.lineno)
+            )
     return bindings
 
 

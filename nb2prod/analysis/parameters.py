@@ -43,9 +43,17 @@ def parse_parameters(code: str, cell_index: int) -> list[Parameter]:
             if len(statement.targets) != 1 or not isinstance(statement.targets[0], ast.Name):
                 raise ParameterError("a parameter must be one name assigned a literal, e.g. `n_estimators = 100`", line)
             name, annotation, value = statement.targets[0].id, None, statement.value
-        elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) and statement.value is not None:
+        elif (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and statement.value is not None
+        ):
             name, annotation, value = statement.target.id, statement.annotation, statement.value
-        elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str):
+        elif (
+            isinstance(statement, ast.Expr)
+            and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str)
+        ):
             continue  # a docstring-like note
         else:
             raise ParameterError(
@@ -53,7 +61,9 @@ def parse_parameters(code: str, cell_index: int) -> list[Parameter]:
                 line,
             )
         if name.startswith("_"):
-            raise ParameterError(f"parameter name {name!r} starts with an underscore, which nb2prod keeps for generated code", line)
+            raise ParameterError(
+                f"parameter name {name!r} starts with an underscore, which nb2prod keeps for generated code", line
+            )
         try:
             default = ast.literal_eval(value)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -62,13 +72,19 @@ def parse_parameters(code: str, cell_index: int) -> list[Parameter]:
                 line,
             ) from None
         if not _json_compatible(default):
-            raise ParameterError(f"the value of parameter {name!r} must be a str, number, bool, None, or a list or dict of those", line)
+            raise ParameterError(
+                f"the value of parameter {name!r} must be a str, number, bool, None, or a list or dict of those", line
+            )
         type_name, nullable = _type_of(name, annotation, default, line, code)
         if type_name == "float" and isinstance(default, int) and not isinstance(default, bool):
             default = float(default)
         if isinstance(default, tuple):
             default = list(default)
-        found.append(Parameter(name, type_name, default, comments.get(statement.end_lineno or line, ""), nullable, cell_index, line))
+        found.append(
+            Parameter(
+                name, type_name, default, comments.get(statement.end_lineno or line, ""), nullable, cell_index, line
+            )
+        )
     return found
 
 
@@ -76,7 +92,14 @@ def _type_of(name: str, annotation: ast.expr | None, default: Any, line: int, co
     if annotation is None:
         if default is None:
             return "any", True
-        for type_name, python_type in (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", (list, tuple)), ("dict", dict)):
+        for type_name, python_type in (
+            ("bool", bool),
+            ("int", int),
+            ("float", float),
+            ("str", str),
+            ("list", (list, tuple)),
+            ("dict", dict),
+        ):
             if isinstance(default, python_type):  # type: ignore[arg-type]
                 return type_name, False
         return "any", False
@@ -88,10 +111,14 @@ def _type_of(name: str, annotation: ast.expr | None, default: Any, line: int, co
         )
     if default is None:
         if not nullable:
-            raise ParameterError(f"parameter {name!r} is None but its annotation `{ast.unparse(annotation)}` does not allow None", line)
+            raise ParameterError(
+                f"parameter {name!r} is None but its annotation `{ast.unparse(annotation)}` does not allow None", line
+            )
         return type_name, True
     if not _fits(type_name, default):
-        raise ParameterError(f"parameter {name!r} is annotated {type_name} but its value {default!r} is a {type(default).__name__}", line)
+        raise ParameterError(
+            f"parameter {name!r} is annotated {type_name} but its value {default!r} is a {type(default).__name__}", line
+        )
     return type_name, nullable
 
 

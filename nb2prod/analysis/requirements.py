@@ -34,7 +34,8 @@ def normalise(name: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _distributions_by_import() -> dict[str, tuple[str, ...]]:
     """Import name → distributions. Scanning every installed distribution takes most of a second,
-    so the map is cached on disk, keyed by the site folders on sys.path and their modification times (installing or removing a package changes its site folder)."""
+    so the map is cached on disk, keyed by the site folders on sys.path and their modification times (installing or removing a package changes its site folder).
+    """
     import hashlib
     import json
     import os
@@ -115,7 +116,9 @@ def infer_requirements(
         found[key] = Requirement(key, f"{key}{constraint}", f"pip install in cell {cell_index + 1}")
     if "scikit-learn" in found and "skops" not in found and installed_version("skops"):
         # nb2prod saves scikit-learn models with skops (no pickle), so their package must read it
-        found["skops"] = Requirement("skops", f"skops=={installed_version('skops')}", "nb2prod runtime (scikit-learn model files)")
+        found["skops"] = Requirement(
+            "skops", f"skops=={installed_version('skops')}", "nb2prod runtime (scikit-learn model files)"
+        )
     for name in RUNTIME_REQUIREMENTS:
         if name not in found:
             version = installed_version(name)

@@ -11,7 +11,9 @@ import click
 from nb2prod.errors import Finding, Nb2prodError
 
 _notebooks = click.argument("notebooks", nargs=-1, required=True, type=click.Path(path_type=Path))
-_output = click.option("-o", "--output", type=click.Path(path_type=Path), help="Output folder (default: build/NAME beside the notebook).")
+_output = click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Output folder (default: build/NAME beside the notebook)."
+)
 _name = click.option("--name", help="Distribution name (overrides config).")
 _model_variable = click.option("--model-variable", help="The train variable holding the model (default: model).")
 _base_image = click.option("--base-image", help="Base image of the generated Dockerfile.")
@@ -39,16 +41,43 @@ def _echo_finding(finding: Finding) -> None:
 @_model_variable
 @_base_image
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-@click.option("--image", "with_image", is_flag=True, help="Then build the container image of each output (as `nb2prod image build`).")
-@click.option("--wheelhouse", is_flag=False, flag_value="", default=None, metavar="[DIR]", help="With --image: build offline from wheels made on this machine (kept in DIR if given).")
-def build(notebooks: tuple[Path, ...], output: Path | None, force: bool, name: str | None, model_variable: str | None, base_image: str | None, quiet: bool, with_image: bool, wheelhouse: str | None) -> None:
+@click.option(
+    "--image",
+    "with_image",
+    is_flag=True,
+    help="Then build the container image of each output (as `nb2prod image build`).",
+)
+@click.option(
+    "--wheelhouse",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
+    help="With --image: build offline from wheels made on this machine (kept in DIR if given).",
+)
+def build(
+    notebooks: tuple[Path, ...],
+    output: Path | None,
+    force: bool,
+    name: str | None,
+    model_variable: str | None,
+    base_image: str | None,
+    quiet: bool,
+    with_image: bool,
+    wheelhouse: str | None,
+) -> None:
     """Build NOTEBOOKS into packages, tests, a training job and an image spec."""
     from nb2prod import api
 
     failed: Nb2prodError | None = None
     for notebook in notebooks:
         try:
-            result = api.build(notebook, output=_output_for(output, notebook, len(notebooks) > 1), force=force, overrides=_overrides(name, model_variable, base_image))
+            result = api.build(
+                notebook,
+                output=_output_for(output, notebook, len(notebooks) > 1),
+                force=force,
+                overrides=_overrides(name, model_variable, base_image),
+            )
         except Nb2prodError as exc:
             if len(notebooks) == 1:
                 raise
@@ -74,7 +103,9 @@ def build(notebooks: tuple[Path, ...], output: Path | None, force: bool, name: s
 @_name
 @_model_variable
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def check(notebooks: tuple[Path, ...], output: Path | None, name: str | None, model_variable: str | None, fmt: str) -> None:
+def check(
+    notebooks: tuple[Path, ...], output: Path | None, name: str | None, model_variable: str | None, fmt: str
+) -> None:
     """Exit 1 if a build output is stale or a notebook has errors (for CI)."""
     from nb2prod import api
 
@@ -82,7 +113,11 @@ def check(notebooks: tuple[Path, ...], output: Path | None, name: str | None, mo
     unreadable: list[tuple[Path, Nb2prodError]] = []
     for notebook in notebooks:
         try:
-            result = api.check(notebook, output=_output_for(output, notebook, len(notebooks) > 1), overrides=_overrides(name, model_variable))
+            result = api.check(
+                notebook,
+                output=_output_for(output, notebook, len(notebooks) > 1),
+                overrides=_overrides(name, model_variable),
+            )
         except Nb2prodError as exc:
             if fmt != "json" and len(notebooks) == 1:
                 raise

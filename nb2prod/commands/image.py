@@ -49,7 +49,7 @@ def read_build_manifest(build_dir: Path) -> dict[str, Any]:
 
 def default_image_tag(build_dir: Path) -> str:
     """NAME:VERSION of the build (from nb2prod.json, else pyproject.toml)."""
-    from nb2prod.image import default_tag
+    from nb2prod.deploy.image import default_tag
 
     package = read_build_manifest(build_dir).get("package") or {}
     name, version = package.get("name"), package.get("version")
@@ -68,41 +68,76 @@ def default_image_tag(build_dir: Path) -> str:
 
 @image.command("build")
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
-@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]",
-              help="Tag the image (repeatable); default NAME:VERSION of the build.")
-@click.option("--base-image", default=None, metavar="IMAGE",
-              help="Base image for every stage (build argument BASE_IMAGE); default the official python:X.Y-slim.")
-@click.option("--wheelhouse", is_flag=False, flag_value="", default=None, metavar="[DIR]",
-              help="Build offline: make wheels of requirements.lock and the build backend on this machine "
-                   "(kept in DIR if given) and install only from them.")
+@click.option(
+    "-t",
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="NAME[:TAG]",
+    help="Tag the image (repeatable); default NAME:VERSION of the build.",
+)
+@click.option(
+    "--base-image",
+    default=None,
+    metavar="IMAGE",
+    help="Base image for every stage (build argument BASE_IMAGE); default the official python:X.Y-slim.",
+)
+@click.option(
+    "--wheelhouse",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
+    help="Build offline: make wheels of requirements.lock and the build backend on this machine "
+    "(kept in DIR if given) and install only from them.",
+)
 @click.option("--no-cache", "nocache", is_flag=True, help="Rebuild every layer.")
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to build a NOTEBOOK target (default build/NAME beside it).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to build a NOTEBOOK target (default build/NAME beside it).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the result, not the build's progress.")
 @FORMAT
-def build(target: Path, tags: tuple[str, ...], base_image: str | None, wheelhouse: str | None, nocache: bool,
-          output: Path | None, quiet: bool, fmt: str) -> None:
+def build(
+    target: Path,
+    tags: tuple[str, ...],
+    base_image: str | None,
+    wheelhouse: str | None,
+    nocache: bool,
+    output: Path | None,
+    quiet: bool,
+    fmt: str,
+) -> None:
     """Build the image of BUILD_DIR, or of NOTEBOOK after building it, on the Docker engine.
 
     Streams the engine's output, then prints the image id, its size and its tags. Exit 2 when no
     engine answers or the build fails.
     """
-    from nb2prod.image import docker_api
+    from nb2prod.deploy.image import docker_api
 
     docker_api()  # fail fast, before any notebook build or wheel download
     build_dir = resolve_build_dir(target, output)
     run_image_build(build_dir, tags, base_image, wheelhouse, nocache, quiet, fmt)
 
 
-def run_image_build(build_dir: Path, tags: tuple[str, ...] = (), base_image: str | None = None,
-                    wheelhouse: str | None = None, nocache: bool = False, quiet: bool = False,
-                    fmt: str = "text") -> None:
+def run_image_build(
+    build_dir: Path,
+    tags: tuple[str, ...] = (),
+    base_image: str | None = None,
+    wheelhouse: str | None = None,
+    nocache: bool = False,
+    quiet: bool = False,
+    fmt: str = "text",
+) -> None:
     """Build BUILD_DIR's image with progress on stderr and the result on stdout (also `nb2prod build --image`).
 
     `wheelhouse`: None builds online; "" builds offline from a temporary wheelhouse; a path
     builds offline from that folder, filling it first.
     """
-    from nb2prod.image import build_image
+    from nb2prod.deploy.image import build_image
 
     tags = tags or (default_image_tag(build_dir),)
 
@@ -138,20 +173,47 @@ def run_image_build(build_dir: Path, tags: tuple[str, ...] = (), base_image: str
 
 @image.command("manifests")
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
-@click.option("--image", "image_ref", default=None, metavar="IMAGE", help="Image the manifests run; default NAME:VERSION.")
-@click.option("--grid", "grid_specs", multiple=True, metavar="NAME=V1,V2",
-              help="Sweep values of a parameter (repeatable; a JSON list also works: NAME=[1,2]). "
-                   "Without --grid, a `sweep` mapping recorded in the build's config, if any.")
-@click.option("--schedule", default=None, metavar="CRON", help="Retraining schedule of the CronJob (default '0 3 * * 1').")
+@click.option(
+    "--image", "image_ref", default=None, metavar="IMAGE", help="Image the manifests run; default NAME:VERSION."
+)
+@click.option(
+    "--grid",
+    "grid_specs",
+    multiple=True,
+    metavar="NAME=V1,V2",
+    help="Sweep values of a parameter (repeatable; a JSON list also works: NAME=[1,2]). "
+    "Without --grid, a `sweep` mapping recorded in the build's config, if any.",
+)
+@click.option(
+    "--schedule", default=None, metavar="CRON", help="Retraining schedule of the CronJob (default '0 3 * * 1')."
+)
 @click.option("--parallelism", type=click.IntRange(min=1), default=2, show_default=True, help="Sweep pods at once.")
 @click.option("--claim", default=None, metavar="NAME", help="PersistentVolumeClaim for the runs (default NAME-runs).")
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to write k8s/ and kubeflow/ into (default the build folder).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to write k8s/ and kubeflow/ into (default the build folder).",
+)
 @FORMAT
-def manifests(target: Path, image_ref: str | None, grid_specs: tuple[str, ...], schedule: str | None,
-              parallelism: int, claim: str | None, output: Path | None, fmt: str) -> None:
+def manifests(
+    target: Path,
+    image_ref: str | None,
+    grid_specs: tuple[str, ...],
+    schedule: str | None,
+    parallelism: int,
+    claim: str | None,
+    output: Path | None,
+    fmt: str,
+) -> None:
     """Render Kubernetes Jobs (train, scheduled retrain, Indexed sweep) and a Kubeflow component."""
-    from nb2prod.manifests import ManifestContext, parameters_from_schema, parse_grid, render_manifest_files
+    from nb2prod.deploy.cluster_manifests import (
+        ManifestContext,
+        parameters_from_schema,
+        parse_grid,
+        render_manifest_files,
+    )
 
     build_dir = resolve_build_dir(target, None) if target.suffix == ".ipynb" else target
     data = read_build_manifest(build_dir)

@@ -14,13 +14,20 @@ from nb2prod.runs.aliases import DEFAULT_ALIAS
 
 STORE_HELP = "Run store folder (default: $NB2PROD_STORE, else ./runs)."
 TRAIN_STORE_HELP = "Run store folder (default: runs/ beside the notebook)."
-FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-                      help="json: machine-readable, for CI and scripts.")
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: machine-readable, for CI and scripts.",
+)
 
 
 def _store_option(help_text: str = STORE_HELP):
-    return click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help=help_text)
+    return click.option(
+        "--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None, help=help_text
+    )
 
 
 def _open_store(store: Path | None):
@@ -38,18 +45,48 @@ def _echo_json(data: Any) -> None:
 # --- train -----------------------------------------------------------------------------------
 @click.command()
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
-@click.option("-p", "--param", "pairs", type=(str, str), multiple=True, metavar="NAME VALUE",
-              help="Override a job parameter; the value is converted with the parameter's declared type.")
-@click.option("-f", "--params-file", "files", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
-              help="YAML or JSON mapping of parameter values (applied before -p).")
-@click.option("--engine", type=click.Choice(["papermill", "python"]), default="papermill", show_default=True,
-              help="papermill: execute job/train.ipynb with a real kernel; python: run the package in-process.")
-@click.option("--model-format", type=click.Choice(["auto", "skops", "joblib"]), default="auto", show_default=True,
-              help="auto: skops for scikit-learn estimators that round-trip, else joblib.")
+@click.option(
+    "-p",
+    "--param",
+    "pairs",
+    type=(str, str),
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Override a job parameter; the value is converted with the parameter's declared type.",
+)
+@click.option(
+    "-f",
+    "--params-file",
+    "files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="YAML or JSON mapping of parameter values (applied before -p).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["papermill", "python"]),
+    default="papermill",
+    show_default=True,
+    help="papermill: execute job/train.ipynb with a real kernel; python: run the package in-process.",
+)
+@click.option(
+    "--model-format",
+    type=click.Choice(["auto", "skops", "joblib"]),
+    default="auto",
+    show_default=True,
+    help="auto: skops for scikit-learn estimators that round-trip, else joblib.",
+)
 @_store_option(TRAIN_STORE_HELP)
 @FORMAT
-def train(target: Path, pairs: tuple[tuple[str, str], ...], files: tuple[Path, ...], engine: str,
-          model_format: str, store: Path | None, fmt: str) -> None:
+def train(
+    target: Path,
+    pairs: tuple[tuple[str, str], ...],
+    files: tuple[Path, ...],
+    engine: str,
+    model_format: str,
+    store: Path | None,
+    fmt: str,
+) -> None:
     """Train NOTEBOOK (built first if needed) or BUILD_DIR into a new immutable run.
 
     Exit 0 when the run succeeded, 1 when a quality gate failed or the job raised (the run is
@@ -67,8 +104,10 @@ def train(target: Path, pairs: tuple[tuple[str, str], ...], files: tuple[Path, .
             click.echo("  metrics: " + _metrics_line(manifest.metrics))
         if manifest.model:
             click.echo(f"  model: {manifest.model.file} ({manifest.model.format}, sha256 {manifest.model.sha256[:12]})")
-        click.echo(f"  time: {manifest.timings.total_s:.2f}s (job {manifest.timings.execute_s:.2f}s, "
-                   f"bookkeeping {manifest.timings.bookkeeping_s:.2f}s)")
+        click.echo(
+            f"  time: {manifest.timings.total_s:.2f}s (job {manifest.timings.execute_s:.2f}s, "
+            f"bookkeeping {manifest.timings.bookkeeping_s:.2f}s)"
+        )
     if manifest.failure is not None:
         label = "quality gate failed" if manifest.status == "failed-gate" else "training failed"
         click.echo(f"error: {label} in run {manifest.run_id}: {manifest.failure.describe()}", err=True)
@@ -103,13 +142,22 @@ def runs_list(store: Path | None, fmt: str) -> None:
         by_run.setdefault(state.run_id, []).append(state.alias)
     items = run_store.list()
     if fmt == "json":
-        _echo_json([
-            {"run_id": r.run_id, "status": r.manifest.status, "engine": r.manifest.engine,
-             "started_at": r.manifest.timings.started_at, "aliases": sorted(by_run.get(r.run_id, [])),
-             "params": r.manifest.params, "metrics": r.manifest.metrics,
-             "model_sha256": r.manifest.model.sha256 if r.manifest.model else None, "path": str(r.path)}
-            for r in items
-        ])
+        _echo_json(
+            [
+                {
+                    "run_id": r.run_id,
+                    "status": r.manifest.status,
+                    "engine": r.manifest.engine,
+                    "started_at": r.manifest.timings.started_at,
+                    "aliases": sorted(by_run.get(r.run_id, [])),
+                    "params": r.manifest.params,
+                    "metrics": r.manifest.metrics,
+                    "model_sha256": r.manifest.model.sha256 if r.manifest.model else None,
+                    "path": str(r.path),
+                }
+                for r in items
+            ]
+        )
         return
     if not items:
         click.echo(f"no runs in {run_store.root}")
@@ -117,8 +165,16 @@ def runs_list(store: Path | None, fmt: str) -> None:
     rows = [("RUN", "STATUS", "ENGINE", "STARTED (UTC)", "ALIASES", "METRICS")]
     for r in items:
         m = r.manifest
-        rows.append((r.run_id, m.status, m.engine, m.timings.started_at[:19].replace("T", " "),
-                     ",".join(sorted(by_run.get(r.run_id, []))) or "-", _metrics_line(m.metrics) or "-"))
+        rows.append(
+            (
+                r.run_id,
+                m.status,
+                m.engine,
+                m.timings.started_at[:19].replace("T", " "),
+                ",".join(sorted(by_run.get(r.run_id, []))) or "-",
+                _metrics_line(m.metrics) or "-",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
@@ -157,7 +213,9 @@ def runs_show(run: str, store: Path | None, fmt: str) -> None:
         out.append("overrides " + ", ".join(m.overrides))
     out.append("metrics   " + (_metrics_line(m.metrics) or "-"))
     if m.model:
-        out.append(f"model     {m.model.file} ({m.model.format}, {m.model.type}, sha256 {m.model.sha256[:12]}, {m.model.size} bytes)")
+        out.append(
+            f"model     {m.model.file} ({m.model.format}, {m.model.type}, sha256 {m.model.sha256[:12]}, {m.model.size} bytes)"
+        )
     for d in m.data:
         out.append(f"data      {d.parameter}={d.path} ({d.kind}, {d.files} file(s), sha256 {d.sha256[:12]})")
     if m.contract:
@@ -235,13 +293,20 @@ def rollback(alias: str, store: Path | None) -> None:
 @click.command()
 @click.argument("run")
 @click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True, path_type=Path))
-@click.option("--input-format", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True,
-              help="auto: by extension (.csv, .jsonl/.ndjson/.json); '-' (stdin) defaults to JSON lines.")
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", "csv", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="auto: by extension (.csv, .jsonl/.ndjson/.json); '-' (stdin) defaults to JSON lines.",
+)
 @_store_option()
 def predict(run: str, input_path: Path, input_format: str, store: Path | None) -> None:
     """Predict with the model of RUN (run id or alias) on INPUT; one JSON prediction per row."""
     from nb2prod.runs.predicting import predict_rows, read_rows
 
     rows = read_rows(input_path, input_format)
-    for value in predict_rows(_open_store(store), run, rows, source="stdin" if str(input_path) == "-" else str(input_path)):
+    for value in predict_rows(
+        _open_store(store), run, rows, source="stdin" if str(input_path) == "-" else str(input_path)
+    ):
         click.echo(json.dumps(value))

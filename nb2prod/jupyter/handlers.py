@@ -97,12 +97,12 @@ class Nb2prodHandler(APIHandler):
         try:
             body = json.loads(self.request.body or b"")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise Refused(400, "The request body is not JSON; send {\"path\": \"NOTEBOOK.ipynb\"}.") from exc
+            raise Refused(400, 'The request body is not JSON; send {"path": "NOTEBOOK.ipynb"}.') from exc
         if not isinstance(body, dict):
-            raise Refused(400, "The request body must be a JSON object such as {\"path\": \"NOTEBOOK.ipynb\"}.")
+            raise Refused(400, 'The request body must be a JSON object such as {"path": "NOTEBOOK.ipynb"}.')
         path = body.get("path")
         if not isinstance(path, str) or not path.strip():
-            raise Refused(400, "The request body needs \"path\": the notebook's path relative to the server root.")
+            raise Refused(400, 'The request body needs "path": the notebook\'s path relative to the server root.')
         if "\x00" in path:
             raise Refused(400, "The notebook path contains a NUL character.")
         return path
@@ -178,7 +178,10 @@ class BuildHandler(Nb2prodHandler):
                 if self.relative_to_root(notebook, output) is None:
                     # A notebook's `output` setting (or a symlinked build folder) must not make
                     # the server write outside the folder it serves.
-                    raise Refused(403, f"The build output folder {output} is outside the server root; set `output` to a folder inside it.")
+                    raise Refused(
+                        403,
+                        f"The build output folder {output} is outside the server root; set `output` to a folder inside it.",
+                    )
                 result = await self.run(lambda: api.build(notebook.os_path))
             except Nb2prodError as exc:
                 self.log.info("nb2prod: build of %s: %s", notebook.api_path, exc.message)

@@ -162,7 +162,9 @@ class AliasStore:
                 )
             target = old.previous[-1]
             if target not in self.store.run_ids():
-                raise IntegrityError(f"alias {alias!r} would roll back to run {target}, which is missing from the store.")
+                raise IntegrityError(
+                    f"alias {alias!r} would roll back to run {target}, which is missing from the store."
+                )
             return self._move(alias, "rollback", old, target, old.previous[:-1])
 
     def _move(

@@ -13,7 +13,7 @@ from typing import Any
 
 from nb2prod.runs.errors import IntegrityError
 from nb2prod.runs.hashing import sha256_file
-from nb2prod.runs.manifest import ModelArtifact
+from nb2prod.runs.record import ModelArtifact
 
 MODEL_DIR = "model"
 

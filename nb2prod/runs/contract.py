@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from nb2prod.runs.manifest import Contract, Feature
+from nb2prod.runs.record import Contract, Feature
 
 N_EXAMPLES = 5
 
@@ -126,16 +126,12 @@ def describe_data(value: Any, expression: str, n_examples: int = N_EXAMPLES) -> 
         if array.ndim == 2:
             names = [f"x{i}" for i in range(array.shape[1])]
             features = tuple(Feature(n, str(array.dtype)) for n in names)
-            examples = tuple(
-                {n: to_jsonable(v) for n, v in zip(names, row)} for row in array[:n_examples].tolist()
-            )
+            examples = tuple({n: to_jsonable(v) for n, v in zip(names, row)} for row in array[:n_examples].tolist())
             return Contract(expression, "ndarray", features, int(array.shape[0]), examples)
     if isinstance(value, (list, tuple)) and value:
         if all(isinstance(row, dict) for row in value):
             names = sorted({str(k) for row in value for k in row})
-            features = tuple(
-                Feature(n, _py_type(next((row[n] for row in value if n in row), None))) for n in names
-            )
+            features = tuple(Feature(n, _py_type(next((row[n] for row in value if n in row), None))) for n in names)
             examples = tuple(to_jsonable(dict(row)) for row in value[:n_examples])
             return Contract(expression, "records", features, len(value), examples)
         first = value[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nb2prod.runs.manifest import RunManifest
+from nb2prod.runs.record import RunManifest
 
 MISSING = "(absent)"
 
@@ -76,8 +76,16 @@ def _pins(pins: tuple[str, ...]) -> dict[str, str]:
 
 
 def diff_runs(a: RunManifest, b: RunManifest) -> RunDiff:
-    code_a = {"code_sha256": a.source.code_sha256, "notebook_sha256": a.source.notebook_sha256, "package": a.source.name}
-    code_b = {"code_sha256": b.source.code_sha256, "notebook_sha256": b.source.notebook_sha256, "package": b.source.name}
+    code_a = {
+        "code_sha256": a.source.code_sha256,
+        "notebook_sha256": a.source.notebook_sha256,
+        "package": a.source.name,
+    }
+    code_b = {
+        "code_sha256": b.source.code_sha256,
+        "notebook_sha256": b.source.notebook_sha256,
+        "package": b.source.name,
+    }
     data_a = {f"{d.parameter}:{d.path}": d.sha256 for d in a.data}
     data_b = {f"{d.parameter}:{d.path}": d.sha256 for d in b.data}
     git_a = {"commit": a.git.commit, "dirty": a.git.dirty} if a.git else {}

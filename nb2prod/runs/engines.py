@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2prod.runs.collect import OUTPUT_ENV, collect, collect_cell_source
-from nb2prod.runs.manifest import ERRORED, FAILED_GATE, SUCCEEDED, CellRef, Failure
+from nb2prod.runs.record import ERRORED, FAILED_GATE, SUCCEEDED, CellRef, Failure
 
 COLLECT_TAG = "nb2prod-collect"
 GATE_ERRORS = ("AssertionError", "QualityGateError")
@@ -147,7 +147,9 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
             if "raises-exception" not in tags:
                 cell.metadata["tags"] = [*tags, "raises-exception"]
     collect_cell = nbformat.v4.new_code_cell(
-        collect_cell_source(spec.model_variable, spec.contract_expression, spec.model_format, spec.inputs_expression, spec.package)
+        collect_cell_source(
+            spec.model_variable, spec.contract_expression, spec.model_format, spec.inputs_expression, spec.package
+        )
     )
     collect_cell.metadata["tags"] = [COLLECT_TAG]
     nb.cells.append(collect_cell)
@@ -181,12 +183,17 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
             status, failure = _failure_from_notebook(spec, output, job_cells)
         except Exception as exc:  # kernel failed to start or died: still a recorded run
             status = ERRORED
-            failure = Failure(type(exc).__name__, _first_line(str(exc)) or type(exc).__name__, None,
-                              "".join(traceback.format_exception(exc)))
+            failure = Failure(
+                type(exc).__name__,
+                _first_line(str(exc)) or type(exc).__name__,
+                None,
+                "".join(traceback.format_exception(exc)),
+            )
     execute_s = time.perf_counter() - started
     cells_s, collect_s = _cells_seconds(output)
-    return EngineOutcome(status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else (),
-                         collect_s)
+    return EngineOutcome(
+        status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else (), collect_s
+    )
 
 
 def _ipc_kernel_manager() -> type:
@@ -224,7 +231,9 @@ def _failure_from_notebook(spec: JobSpec, path: Path, job_cells: int) -> tuple[s
             tb = _strip_ansi("\n".join(out.get("traceback", [])))
             job_index = cell.metadata.get("nb2prod", {}).get("job_cell")
             line = _notebook_line(spec, _notebook_cell(cell), cell.source, _error_line(out.get("traceback", [])))
-            ref = _cell_ref(spec, cell, job_index if isinstance(job_index, int) and job_index < job_cells else None, line)
+            ref = _cell_ref(
+                spec, cell, job_index if isinstance(job_index, int) and job_index < job_cells else None, line
+            )
             if COLLECT_TAG in tags:
                 ref = CellRef(role="collect")
             gate = ref.role == "metrics" and ename in GATE_ERRORS
@@ -351,12 +360,23 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
             t_collect = time.perf_counter()
             if namespace is not None:
                 try:
-                    collect(namespace, run_dir, spec.model_variable, spec.contract_expression, spec.model_format,
-                            spec.inputs_expression, spec.package)
+                    collect(
+                        namespace,
+                        run_dir,
+                        spec.model_variable,
+                        spec.contract_expression,
+                        spec.model_format,
+                        spec.inputs_expression,
+                        spec.package,
+                    )
                 except Exception as exc:  # noqa: BLE001
                     if status == SUCCEEDED:
-                        status, failure = ERRORED, Failure(type(exc).__name__, str(exc), CellRef(role="collect"),
-                                                           "".join(traceback.format_exception(exc)))
+                        status, failure = ERRORED, Failure(
+                            type(exc).__name__,
+                            str(exc),
+                            CellRef(role="collect"),
+                            "".join(traceback.format_exception(exc)),
+                        )
             collect_s = time.perf_counter() - t_collect
     (run_dir / LOG_FILE).write_text(log.getvalue())
     return EngineOutcome(status, failure, time.perf_counter() - started, None, (LOG_FILE,), collect_s)
@@ -379,8 +399,11 @@ def _python_failure(spec: JobSpec, exc: BaseException, gate: bool) -> Failure:
     if cell_info is not None:
         ref = cell_info
     if gate and (ref is None or ref.role is None):
-        ref = CellRef(role="metrics") if ref is None else CellRef(ref.job_cell, ref.cell_id, "metrics", ref.notebook,
-                                                                  ref.notebook_cell, ref.line)
+        ref = (
+            CellRef(role="metrics")
+            if ref is None
+            else CellRef(ref.job_cell, ref.cell_id, "metrics", ref.notebook, ref.notebook_cell, ref.line)
+        )
     message = str(exc) or "(no message)"
     name = type(exc).__name__
     return Failure(name, message, ref, "".join(traceback.format_exception(exc)))

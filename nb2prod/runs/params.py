@@ -83,7 +83,10 @@ def specs_from_schema(schema: Any) -> dict[str, ParameterSpec]:
     if isinstance(schema, dict) and "parameters" in schema and isinstance(schema["parameters"], (list, dict)):
         schema = schema["parameters"]
     if isinstance(schema, dict):
-        entries = [{"name": name, **(entry if isinstance(entry, dict) else {"default": entry})} for name, entry in schema.items()]
+        entries = [
+            {"name": name, **(entry if isinstance(entry, dict) else {"default": entry})}
+            for name, entry in schema.items()
+        ]
     elif isinstance(schema, list):
         entries = [e for e in schema if isinstance(e, dict)]
     specs: dict[str, ParameterSpec] = {}

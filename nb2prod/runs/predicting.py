@@ -14,7 +14,7 @@ from nb2prod.errors import InputError
 from nb2prod.runs.artifacts import load_model
 from nb2prod.runs.contract import rows_for_model, to_jsonable
 from nb2prod.runs.engines import package_on_path
-from nb2prod.runs.manifest import Contract
+from nb2prod.runs.record import Contract
 from nb2prod.runs.store import RunStore, StoredRun
 
 
@@ -47,7 +47,9 @@ def read_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
             except ValueError as exc:
                 raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg}).") from None
             if not isinstance(row, dict):
-                raise InputError(f"{path}, line {number}: expected a JSON object of column values, got {type(row).__name__}.")
+                raise InputError(
+                    f"{path}, line {number}: expected a JSON object of column values, got {type(row).__name__}."
+                )
             rows.append(row)
         return rows
 
@@ -126,7 +128,9 @@ class LoadedRun:
             ) from exc
         values = [to_jsonable(v) for v in result] if isinstance(result, list) else list(to_jsonable(result))
         if len(values) != len(rows):
-            raise InputError(f"predict of run {self.run.run_id} returned {len(values)} values for {len(rows)} input rows.")
+            raise InputError(
+                f"predict of run {self.run.run_id} returned {len(values)} values for {len(rows)} input rows."
+            )
         return values
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2prod.runs.hashing import sha256_file, sha256_tree
-from nb2prod.runs.manifest import DataInput, GitInfo
+from nb2prod.runs.record import DataInput, GitInfo
 
 
 def _git(args: list[str], cwd: Path) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from nb2prod.runs.errors import IntegrityError, RunNotFound
 from nb2prod.runs.hashing import iter_tree, sha256_file
 from nb2prod.runs.ids import is_run_id, new_run_id
-from nb2prod.runs.manifest import RunManifest
+from nb2prod.runs.record import RunManifest
 
 MANIFEST = "run.json"
 STAGING = ".staging"

@@ -19,7 +19,7 @@ from nb2prod.runs.contract import find_fit_call, to_jsonable
 from nb2prod.runs.engines import JobSpec, run_papermill, run_python
 from nb2prod.runs.hashing import sha256_file, sha256_tree
 from nb2prod.runs.ids import utc_now_iso
-from nb2prod.runs.manifest import (
+from nb2prod.runs.record import (
     ERRORED,
     SUCCEEDED,
     CellRef,
@@ -57,7 +57,9 @@ def default_store(build: BuildInfo) -> RunStore:
 
 def contract_expression(build: BuildInfo) -> str | None:
     """Config `contract_variable`, else the data argument of the model's `fit(...)` call in the job."""
-    explicit = build.raw.get("config", {}).get("contract_variable") if isinstance(build.raw.get("config"), dict) else None
+    explicit = (
+        build.raw.get("config", {}).get("contract_variable") if isinstance(build.raw.get("config"), dict) else None
+    )
     if explicit:
         return str(explicit)
     nb = json.loads(build.job_notebook.read_text(encoding="utf-8"))  # plain JSON: nbformat imports slowly
@@ -135,8 +137,11 @@ def execute(request: TrainRequest) -> StoredRun:
         if status == SUCCEEDED and model is None:
             status = ERRORED
             problem = next((p for p in report.get("problems", []) if "model variable" in p), None)
-            failure = Failure("MissingModel", problem or f"the job bound no model variable {build.model_variable!r}",
-                              CellRef(role="train"))
+            failure = Failure(
+                "MissingModel",
+                problem or f"the job bound no model variable {build.model_variable!r}",
+                CellRef(role="train"),
+            )
         metrics = report.get("metrics") or {}
         contract = record_from_dict(Contract, report["contract"]) if report.get("contract") else None
         predict_inputs = record_from_dict(Contract, report["predict_inputs"]) if report.get("predict_inputs") else None
@@ -144,10 +149,14 @@ def execute(request: TrainRequest) -> StoredRun:
         write_json(folder / "params.json", to_jsonable(request.params))
         write_json(folder / "metrics.json", metrics)
         if contract is not None or predict_inputs is not None:
-            write_json(folder / "contract.json", {
-                "fit": report.get("contract"), "predict_inputs": report.get("predict_inputs"),
-                "problems": report.get("problems", []),
-            })
+            write_json(
+                folder / "contract.json",
+                {
+                    "fit": report.get("contract"),
+                    "predict_inputs": report.get("predict_inputs"),
+                    "problems": report.get("problems", []),
+                },
+            )
         pins = installed_pins()
         (folder / "environment.txt").write_text("".join(f"{pin}\n" for pin in pins))
         code_sha = _snapshot_code(build, folder / "code")
@@ -162,7 +171,8 @@ def execute(request: TrainRequest) -> StoredRun:
                 package=build.package,
                 build_dir=str(build.build_dir),
                 notebook=str(build.notebook) if build.notebook else None,
-                notebook_sha256=build.notebook_sha256 or (sha256_file(build.notebook) if build.notebook and build.notebook.is_file() else None),
+                notebook_sha256=build.notebook_sha256
+                or (sha256_file(build.notebook) if build.notebook and build.notebook.is_file() else None),
                 code_sha256=code_sha,
                 nb2prod_version=__version__,
             ),

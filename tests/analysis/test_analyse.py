@@ -45,7 +45,9 @@ def test_name_only_in_untagged_cell_names_everything() -> None:
 
 
 def test_untagged_import_is_carried_with_a_note(tmp_path: Path) -> None:
-    path = write_notebook(tmp_path / "nb.ipynb", [cell("from fractions import Fraction as F"), cell("model = F(1, 3)", "train")])
+    path = write_notebook(
+        tmp_path / "nb.ipynb", [cell("from fractions import Fraction as F"), cell("model = F(1, 3)", "train")]
+    )
     analysis = run_analysis(path)
     assert errors(analysis) == []
     assert "from fractions import Fraction as F" in analysis.job_needs.imports
@@ -56,7 +58,10 @@ def test_untagged_import_is_carried_with_a_note(tmp_path: Path) -> None:
     ("cells", "fragment"),
     [
         ([cell("model = later", "train"), cell("later = 1", "train")], "defined later, in train cell 2"),
-        ([cell("x = 1", "train"), cell("def f():\n    return x", "export"), cell("model = 1", "train")], "which export code cannot see"),
+        (
+            [cell("x = 1", "train"), cell("def f():\n    return x", "export"), cell("model = 1", "train")],
+            "which export code cannot see",
+        ),
         ([cell("model = nowhere", "train")], "'nowhere' is not defined in any cell"),
         ([cell("hidden = 1", "skip"), cell("model = hidden", "train")], "tagged `skip`"),
         ([cell("model = 1\nx = y + 1", "train")], "'y' is not defined"),
@@ -75,7 +80,9 @@ def test_model_variable_is_required_and_configurable(tmp_path: Path) -> None:
 
 def test_shell_escape_in_tagged_cell_is_an_error() -> None:
     analysis = run_analysis(FIXTURES / "shell_escape.ipynb")
-    assert any(f.code == "shell-escape" and f.location.line == 1 and "!rm -rf data" in f.message for f in analysis.errors)
+    assert any(
+        f.code == "shell-escape" and f.location.line == 1 and "!rm -rf data" in f.message for f in analysis.errors
+    )
 
 
 def test_magics_policy(tmp_path: Path) -> None:
@@ -105,7 +112,9 @@ def test_parameter_types_and_help(tmp_path: Path) -> None:
         "rate: float = 1  # learning rate\nname = 'x'\nflags = [1, 2]  # a list\n"
         "opts = {'a': 1}\non = True\nlimit: int | None = None  # optional"
     )
-    analysis = run_analysis(write_notebook(tmp_path / "nb.ipynb", [cell(source, "parameters"), cell("model = rate", "train")]))
+    analysis = run_analysis(
+        write_notebook(tmp_path / "nb.ipynb", [cell(source, "parameters"), cell("model = rate", "train")])
+    )
     schema = {p.name: (p.type, p.default, p.help, p.nullable) for p in analysis.parameters}
     assert schema == {
         "rate": ("float", 1.0, "learning rate", False),
@@ -128,7 +137,9 @@ def test_parameter_types_and_help(tmp_path: Path) -> None:
     ],
 )
 def test_bad_parameters(tmp_path: Path, source: str, fragment: str) -> None:
-    analysis = run_analysis(write_notebook(tmp_path / "nb.ipynb", [cell(source, "parameters"), cell("model = 1", "train")]))
+    analysis = run_analysis(
+        write_notebook(tmp_path / "nb.ipynb", [cell(source, "parameters"), cell("model = 1", "train")])
+    )
     assert any(fragment in e for e in errors(analysis)), errors(analysis)
 
 
@@ -142,7 +153,10 @@ def test_requirements_are_pinned_and_exclude_stdlib(small_notebook: Path) -> Non
 def test_sklearn_import_maps_to_its_distribution(tmp_path: Path) -> None:
     import sklearn
 
-    path = write_notebook(tmp_path / "nb.ipynb", [cell("from sklearn.linear_model import LinearRegression\nmodel = LinearRegression()", "train")])
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [cell("from sklearn.linear_model import LinearRegression\nmodel = LinearRegression()", "train")],
+    )
     specs = [r.spec for r in run_analysis(path).requirements]
     assert f"scikit-learn=={sklearn.__version__}" in specs
 
@@ -176,7 +190,9 @@ def test_nbdev_notebook_builds_without_edits() -> None:
 
 
 def test_scopes_from_symtable() -> None:
-    names = analyse_names("import numpy as np\ndef f(a):\n    return np.log(a) + b\nclass C:\n    z = q\nx = [i for i in data]\ncount += 1\n")
+    names = analyse_names(
+        "import numpy as np\ndef f(a):\n    return np.log(a) + b\nclass C:\n    z = q\nx = [i for i in data]\ncount += 1\n"
+    )
     assert dict(names.uses).keys() == {"b", "q", "data", "count"}
     assert names.binds == {"f", "C", "x", "count"}
     assert [b.statement for b in names.imports] == ["import numpy as np"]
@@ -191,7 +207,13 @@ def test_display_calls_are_dropped_with_a_note(tmp_path: Path) -> None:
 
 
 def test_predict_cell_cannot_redefine_the_module_entry_points(tmp_path: Path) -> None:
-    path = write_notebook(tmp_path / "nb.ipynb", [cell("model = 1", "train"), cell("def predict(model, inputs):\n    return inputs\n\ndef main():\n    pass", "predict")])
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("model = 1", "train"),
+            cell("def predict(model, inputs):\n    return inputs\n\ndef main():\n    pass", "predict"),
+        ],
+    )
     assert any("defines 'main'" in e for e in errors(run_analysis(path)))
 
 

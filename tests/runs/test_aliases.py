@@ -9,7 +9,7 @@ import pytest
 from nb2prod.errors import InputError
 from nb2prod.runs.aliases import AliasStore
 from nb2prod.runs.errors import IntegrityError, PromotionRefused
-from nb2prod.runs.manifest import ERRORED, FAILED_GATE
+from nb2prod.runs.record import ERRORED, FAILED_GATE
 from nb2prod.runs.store import RunStore
 
 from .conftest import record_run

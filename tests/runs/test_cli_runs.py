@@ -7,14 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nb2prod.runs.manifest import FAILED_GATE
+from nb2prod.runs.record import FAILED_GATE
 from nb2prod.runs.store import RunStore
 
 from .conftest import record_run
 
 
 def nb2prod(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2prod", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nb2prod", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_list_show_diff_promote_rollback(store: RunStore):
@@ -38,7 +40,9 @@ def test_list_show_diff_promote_rollback(store: RunStore):
 
     refused = nb2prod("promote", bad.run_id, *s)
     assert refused.returncode == 2
-    assert refused.stderr.startswith(f"error: run {bad.run_id} cannot be promoted") and "Traceback" not in refused.stderr
+    assert (
+        refused.stderr.startswith(f"error: run {bad.run_id} cannot be promoted") and "Traceback" not in refused.stderr
+    )
 
     assert nb2prod("promote", a.run_id, *s).returncode == 0
     assert nb2prod("promote", b.run_id, *s).returncode == 0

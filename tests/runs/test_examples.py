@@ -9,7 +9,7 @@ import pytest
 
 from nb2prod import api
 from nb2prod.runs.hashing import sha256_file
-from nb2prod.runs.manifest import SUCCEEDED, RunManifest
+from nb2prod.runs.record import SUCCEEDED, RunManifest
 from nb2prod.runs.predicting import predict_rows
 from nb2prod.runs.store import RunStore
 
@@ -17,8 +17,20 @@ from .conftest import cli, copy_example
 
 # small, fast settings; the gates are lowered because the data are small
 SETTINGS = {
-    "fraud": ["-p", "n_transactions", "6000", "-p", "n_estimators", "15", "-p", "min_recall", "0.0",
-              "-p", "min_precision", "0.0"],
+    "fraud": [
+        "-p",
+        "n_transactions",
+        "6000",
+        "-p",
+        "n_estimators",
+        "15",
+        "-p",
+        "min_recall",
+        "0.0",
+        "-p",
+        "min_precision",
+        "0.0",
+    ],
     "churn": ["-p", "n_customers", "1500", "-p", "C", "0.5"],
 }
 
@@ -30,8 +42,18 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _train(build: Path, store: Path, engine: str, *extra: str) -> RunManifest:
-    result = cli("train", str(build), "--engine", engine, "--store", str(store), "--format", "json",
-                 *SETTINGS[build.parent.parent.name], *extra)
+    result = cli(
+        "train",
+        str(build),
+        "--engine",
+        engine,
+        "--store",
+        str(store),
+        "--format",
+        "json",
+        *SETTINGS[build.parent.parent.name],
+        *extra,
+    )
     assert result.returncode == 0, result.stderr
     return RunManifest.from_dict(json.loads(result.stdout))
 
@@ -60,7 +82,14 @@ def test_papermill_and_python_engines_give_the_same_model(builds: dict[str, Path
     executed = json.loads((run_dir / "notebook.ipynb").read_text())
     assert executed["metadata"]["papermill"]["exception"] is None or not executed["metadata"]["papermill"]["exception"]
     assert {p.name for p in run_dir.iterdir()} == {
-        "run.json", "params.json", "metrics.json", "contract.json", "environment.txt", "notebook.ipynb", "model", "code"
+        "run.json",
+        "params.json",
+        "metrics.json",
+        "contract.json",
+        "environment.txt",
+        "notebook.ipynb",
+        "model",
+        "code",
     }
     assert json.loads((run_dir / "params.json").read_text()) == kernel.params
     assert json.loads((run_dir / "metrics.json").read_text()) == kernel.metrics

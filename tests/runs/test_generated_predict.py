@@ -13,14 +13,28 @@ from pathlib import Path
 from nbtest_helpers import EXAMPLES
 
 
-def run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
 def test_generated_predict_by_alias_and_run_id(tmp_path: Path) -> None:
     shutil.copy(EXAMPLES / "churn" / "churn.ipynb", tmp_path / "churn.ipynb")
     store = tmp_path / "runs"
-    trained = run(sys.executable, "-m", "nb2prod", "train", tmp_path / "churn.ipynb", "--engine", "python", "--store", store, "--format", "json")
+    trained = run(
+        sys.executable,
+        "-m",
+        "nb2prod",
+        "train",
+        tmp_path / "churn.ipynb",
+        "--engine",
+        "python",
+        "--store",
+        store,
+        "--format",
+        "json",
+    )
     assert trained.returncode == 0, trained.stderr
     run_id = json.loads(trained.stdout)["run_id"]
     assert run(sys.executable, "-m", "nb2prod", "promote", run_id, "--store", store).returncode == 0
@@ -28,7 +42,10 @@ def test_generated_predict_by_alias_and_run_id(tmp_path: Path) -> None:
     build = tmp_path / "build" / "churn"
     assert "skops==" in (build / "pyproject.toml").read_text()  # scikit-learn models are saved with skops
     inputs = tmp_path / "customers.jsonl"
-    rows = [{"tenure_months": 2, "monthly_charges": 110.0, "support_calls": 6, "contract": 0}, {"tenure_months": 70, "monthly_charges": 25.0, "support_calls": 0, "contract": 2}]
+    rows = [
+        {"tenure_months": 2, "monthly_charges": 110.0, "support_calls": 6, "contract": 0},
+        {"tenure_months": 70, "monthly_charges": 25.0, "support_calls": 0, "contract": 2},
+    ]
     inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     env = {**os.environ, "PYTHONPATH": str(build / "src")}
     by_alias = run(sys.executable, "-m", "churn.predict", store / "production", inputs, env=env)

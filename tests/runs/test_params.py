@@ -25,8 +25,14 @@ def specs():
 def test_text_values_are_converted_with_the_declared_type(specs):
     values, overridden = resolve_params(
         specs,
-        [("n_estimators", "7"), ("test_size", "1"), ("balanced", "true"), ("data_path", "123"),
-         ("depths", "[3, 5]"), ("tags", "x,y")],
+        [
+            ("n_estimators", "7"),
+            ("test_size", "1"),
+            ("balanced", "true"),
+            ("data_path", "123"),
+            ("depths", "[3, 5]"),
+            ("tags", "x,y"),
+        ],
     )
     assert values == {
         "n_estimators": 7,
@@ -63,7 +69,9 @@ def test_wrong_types_are_refused_naming_the_parameter(specs, name, text, expecte
 
 
 def test_unknown_parameter_lists_the_known_ones(specs):
-    with pytest.raises(InputError, match=r"-p n_trees: unknown parameter 'n_trees' \(the job's parameters are: balanced"):
+    with pytest.raises(
+        InputError, match=r"-p n_trees: unknown parameter 'n_trees' \(the job's parameters are: balanced"
+    ):
         resolve_params(specs, [("n_trees", "3")])
 
 
@@ -94,5 +102,7 @@ def test_bad_params_files_are_refused(specs, tmp_path: Path, text, expected):
 
 
 def test_schema_as_mapping_and_json_schema_types():
-    specs = specs_from_schema({"n": {"type": "integer", "default": 3}, "lr": {"default": 0.1}, "x": {"type": ["null", "string"]}})
+    specs = specs_from_schema(
+        {"n": {"type": "integer", "default": 3}, "lr": {"default": 0.1}, "x": {"type": ["null", "string"]}}
+    )
     assert (specs["n"].type, specs["lr"].type, specs["x"].type) == ("int", "float", "str")

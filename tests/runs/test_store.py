@@ -8,7 +8,7 @@ import pytest
 
 from nb2prod.runs.errors import IntegrityError, RunNotFound
 from nb2prod.runs.ids import is_run_id, new_run_id
-from nb2prod.runs.manifest import FAILED_GATE, RunManifest
+from nb2prod.runs.record import FAILED_GATE, RunManifest
 from nb2prod.runs.store import RunStore
 
 from .conftest import record_run

@@ -12,7 +12,7 @@ import pytest
 
 from nb2prod import api
 from nb2prod.runs.hashing import sha256_file
-from nb2prod.runs.manifest import ERRORED, FAILED_GATE, SUCCEEDED, RunManifest
+from nb2prod.runs.record import ERRORED, FAILED_GATE, SUCCEEDED, RunManifest
 from nb2prod.runs.store import RunStore
 
 from .conftest import cli, write_ridge_project
@@ -32,12 +32,25 @@ def _run_from_output(stdout: str) -> RunManifest:
 def test_papermill_run_records_every_field(ridge: Path):
     project = ridge.parent.parent
     result = cli(
-        "train", str(ridge), "--format", "json",
-        "-p", "n_rows", "150",  # int
-        "-p", "alpha", "0.5",  # float
-        "-p", "fit_intercept", "false",  # bool
-        "-p", "label", "y",  # str
-        "-p", "features", "[x2, x1]",  # list
+        "train",
+        str(ridge),
+        "--format",
+        "json",
+        "-p",
+        "n_rows",
+        "150",  # int
+        "-p",
+        "alpha",
+        "0.5",  # float
+        "-p",
+        "fit_intercept",
+        "false",  # bool
+        "-p",
+        "label",
+        "y",  # str
+        "-p",
+        "features",
+        "[x2, x1]",  # list
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -49,8 +62,15 @@ def test_papermill_run_records_every_field(ridge: Path):
 
     # parameters: typed values reached the job (metrics computed by the job prove it)
     params = json.loads((run_dir / "params.json").read_text())
-    assert params == {"data_path": "data/points.csv", "n_rows": 150, "alpha": 0.5, "fit_intercept": False,
-                      "label": "y", "features": ["x2", "x1"], "min_r2": 0.5}
+    assert params == {
+        "data_path": "data/points.csv",
+        "n_rows": 150,
+        "alpha": 0.5,
+        "fit_intercept": False,
+        "label": "y",
+        "features": ["x2", "x1"],
+        "min_r2": 0.5,
+    }
     assert manifest.overrides == ("n_rows", "alpha", "fit_intercept", "label", "features")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_rows"] == 150 and metrics["n_features"] == 2 and metrics["intercept"] == 0.0
@@ -60,7 +80,9 @@ def test_papermill_run_records_every_field(ridge: Path):
     nb = json.loads((run_dir / "notebook.ipynb").read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1
-    assert "n_rows = 150" in "".join(injected[0]["source"]) and "fit_intercept = False" in "".join(injected[0]["source"])
+    assert "n_rows = 150" in "".join(injected[0]["source"]) and "fit_intercept = False" in "".join(
+        injected[0]["source"]
+    )
     assert nb["metadata"]["papermill"]["parameters"]["features"] == ["x2", "x1"]
     assert all(c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code")
 
@@ -89,8 +111,15 @@ def test_papermill_run_records_every_field(ridge: Path):
 
     # everything is recorded with its digest and read-only
     assert RunStore(run_dir.parent).verify(RunStore(run_dir.parent).load(manifest.run_id)) == []
-    assert set(manifest.files) >= {"params.json", "metrics.json", "contract.json", "notebook.ipynb",
-                                   "environment.txt", "model/model.skops", "model/model.sha256"}
+    assert set(manifest.files) >= {
+        "params.json",
+        "metrics.json",
+        "contract.json",
+        "notebook.ipynb",
+        "environment.txt",
+        "model/model.skops",
+        "model/model.sha256",
+    }
     assert not (run_dir / "notebook.ipynb").stat().st_mode & stat.S_IWUSR
 
 
@@ -130,8 +159,9 @@ def test_wrong_parameters_are_refused_before_any_kernel_starts(ridge: Path, tmp_
 def test_params_file_is_checked_against_the_schema(ridge: Path, tmp_path: Path):
     good = tmp_path / "good.yaml"
     good.write_text("alpha: 3\nfeatures: [x1]\n")
-    result = cli("train", str(ridge), "--engine", "python", "-f", str(good), "--store", str(tmp_path / "s"),
-                 "--format", "json")
+    result = cli(
+        "train", str(ridge), "--engine", "python", "-f", str(good), "--store", str(tmp_path / "s"), "--format", "json"
+    )
     assert result.returncode == 0, result.stderr
     manifest = _run_from_output(result.stdout)
     assert manifest.params["alpha"] == 3.0 and manifest.metrics["n_features"] == 1
@@ -171,7 +201,11 @@ def test_an_error_in_a_train_cell_is_recorded_with_its_cell(ridge: Path, tmp_pat
     [run] = RunStore(store).list()
     m = run.manifest
     assert m.status == ERRORED and m.model is None and m.data == ()
-    assert (m.failure.error_type, m.failure.cell.notebook_cell, m.failure.cell.cell_id) == ("FileNotFoundError", 2, "train")
+    assert (m.failure.error_type, m.failure.cell.notebook_cell, m.failure.cell.cell_id) == (
+        "FileNotFoundError",
+        2,
+        "train",
+    )
     assert "missing.csv" in m.failure.message and "FileNotFoundError" in m.failure.traceback
     if engine == "papermill":
         assert m.notes == ("the job stopped before its model and metrics were collected",)

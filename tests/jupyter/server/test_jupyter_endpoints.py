@@ -177,9 +177,10 @@ async def test_check_and_inspect_of_a_broken_notebook_return_findings(jp_fetch, 
     for endpoint in ("check", "inspect"):
         status, reply = await post(jp_fetch, endpoint, {"path": "broken_dependency.ipynb"})
         assert status == 200, (endpoint, reply)
-        assert any(
-            f["severity"] == "error" and f["location"]["cell_index"] == 3 for f in reply["findings"]
-        ), (endpoint, reply)
+        assert any(f["severity"] == "error" and f["location"]["cell_index"] == 3 for f in reply["findings"]), (
+            endpoint,
+            reply,
+        )
 
 
 async def test_unreadable_notebook_is_an_input_error(jp_fetch, jp_root_dir):
@@ -287,7 +288,9 @@ async def test_build_output_outside_the_root_is_refused(jp_fetch, jp_root_dir, f
     assert not (elsewhere / "out").exists()
 
 
-async def test_build_through_a_symlinked_build_folder_is_refused(jp_fetch, jp_root_dir, fraud_notebook, tmp_path_factory):
+async def test_build_through_a_symlinked_build_folder_is_refused(
+    jp_fetch, jp_root_dir, fraud_notebook, tmp_path_factory
+):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     os.symlink(elsewhere, fraud_notebook.parent / "build")
     status, reply = await post(jp_fetch, "build", {"path": "fraud/fraud_detection.ipynb"})

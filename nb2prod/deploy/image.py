@@ -101,7 +101,9 @@ def check_label(key: object, value: object) -> tuple[str, str]:
     if not isinstance(value, str):
         raise InputError(f"the value of label {key!r} must be a string, not {type(value).__name__}.")
     if len(value) > _LABEL_VALUE_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InputError(f"the value of label {key!r} must be one printable line of at most {_LABEL_VALUE_MAX} characters.")
+        raise InputError(
+            f"the value of label {key!r} must be one printable line of at most {_LABEL_VALUE_MAX} characters."
+        )
     if "\\" in value:
         raise InputError(f"the value of label {key!r} contains a backslash, which labels do not accept.")
     return key, value  # type: ignore[return-value]
@@ -177,7 +179,11 @@ class ImageContext:
             check_label(key, value)
         if self.serve_entry is not None:
             check_entry(self.serve_entry, "the serve entry point")
-        if isinstance(self.serve_port, bool) or not isinstance(self.serve_port, int) or not 1 <= self.serve_port <= 65535:
+        if (
+            isinstance(self.serve_port, bool)
+            or not isinstance(self.serve_port, int)
+            or not 1 <= self.serve_port <= 65535
+        ):
             raise InputError(f"the serve port {self.serve_port!r} is not a port number (1-65535).")
         _check(_HEALTH_PATH, self.health_path, "the health check path", "/health")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from nb2prod import __version__
 from nb2prod.errors import InputError
-from nb2prod.image import RUNTIME_UID, check_dist_name, check_image_ref, check_version
+from nb2prod.deploy.image import RUNTIME_UID, check_dist_name, check_image_ref, check_version
 
 ENTRYPOINT = ["/opt/venv/bin/python", "/opt/app/entrypoint.py"]
 RUNS_MOUNT = "/runs"
@@ -307,7 +307,9 @@ def sweep_job(ctx: ManifestContext) -> dict[str, Any]:
         {"name": "SWEEP_JOB", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
         {
             "name": "SWEEP_INDEX",
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}},
+            "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
+            },
         },
     ]
     # The entry point picks grid point $JOB_COMPLETION_INDEX; each point writes its own folder.
@@ -434,7 +436,7 @@ def render_build_manifests(
 
     `parameter_schema` is nb2prod.json's `parameters` mapping; `image` defaults to NAME:VERSION.
     """
-    from nb2prod.image import default_tag
+    from nb2prod.deploy.image import default_tag
 
     ctx = ManifestContext(
         dist_name=dist_name,

@@ -1,4 +1,4 @@
-"""nb2prod.json: what a build was made from and what it wrote."""
+"""The build record (`nb2prod.json`): what a build was made from and what it wrote."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ def make_manifest(analysis: Analysis, rendered: Rendered, output: Path) -> bytes
     data = {
         "nb2prod_version": __version__,
         "input_hash": input_hash(analysis.notebook.sha256, analysis.config.to_dict()),
-        "source": {"notebook": analysis.notebook.name, "path": Path(notebook_path).as_posix(), "sha256": analysis.notebook.sha256},
+        "source": {
+            "notebook": analysis.notebook.name,
+            "path": Path(notebook_path).as_posix(),
+            "sha256": analysis.notebook.sha256,
+        },
         "package": {"name": analysis.dist, "import": analysis.package, "version": analysis.config.version},
         "config": config,
         "model_variable": analysis.config.model_variable,

@@ -1,4 +1,4 @@
-"""The run manifest (`run.json`): one frozen record tying a run folder together."""
+"""The run record (`run.json`): one frozen record tying a run folder together."""
 
 from __future__ import annotations
 
