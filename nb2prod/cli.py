@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import click
 
@@ -61,6 +62,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def _other_findings(exc: Any) -> list[Any]:
+    """The findings of an error besides the one its message already says (the first error):
+    every note and every further error, in notebook order, each printed once."""
+    head = next((f for f in exc.findings if f.severity == "error"), None)
+    return [f for f in exc.findings if f is not head]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn nb2prod errors into one line and an exit code."""
     from nb2prod.errors import Nb2prodError
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"error: {exc.message}", err=True)
-        for finding in exc.findings[1:]:
+        for finding in _other_findings(exc):
             click.echo(f"  {finding.severity}: {finding.render()}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # an nb2prod bug: still one line unless --debug

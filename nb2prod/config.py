@@ -11,6 +11,7 @@ import keyword
 import re
 import sys
 import tomllib
+import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -111,16 +112,23 @@ def _invalid(key: str, value: Any) -> str | None:
     if key == "version":
         from packaging.version import InvalidVersion, Version
 
+        from nb2prod.deploy.image import check_version
+
         try:
             Version(value)
-        except InvalidVersion:
-            return "is not a version (PEP 440, e.g. 1.2.0)"
+            check_version(value)  # what the image and the package metadata accept: no spaces around it
+        except (InvalidVersion, InputError):
+            return "is not a version (PEP 440, e.g. 1.2.0, without spaces)"
     elif key == "python":
         if not re.fullmatch(r"3\.[0-9]{1,2}", value):
             return "is not a Python version like 3.11"
     elif key in ("model_variable", "contract_variable"):
         if not value.isidentifier() or keyword.iskeyword(value):
             return "is not a Python variable name"
+        if unicodedata.normalize("NFKC", value) != value:
+            return (
+                f"is not in the form Python gives the name (write {unicodedata.normalize('NFKC', value)!r}, PEP 3131)"
+            )
     elif key == "base_image":
         from nb2prod.deploy.image import check_image_ref
 
@@ -129,16 +137,20 @@ def _invalid(key: str, value: Any) -> str | None:
         except InputError:
             return "is not an image reference like python:3.11-slim"
     elif key == "requirements":
-        from packaging.requirements import InvalidRequirement, Requirement
+        from nb2prod.escape import EscapeError, requirement_line
 
         for spec in value:
             try:
-                Requirement(spec)
-            except InvalidRequirement:
-                return f"holds {spec!r}, which is not a requirement like name==1.0"
+                requirement_line(spec)
+            except EscapeError:
+                return f"holds {spec!r}, which is not a one-line requirement like name==1.0"
     elif key == "schedule":
-        if len(value.split()) != 5:
-            return "is not a cron schedule of five fields, like '0 3 * * 1'"
+        from nb2prod.deploy.cluster_manifests import check_schedule
+
+        try:
+            check_schedule(value)  # the same check as `nb2prod image manifests --schedule`
+        except InputError:
+            return "is not a cron schedule of five fields separated by single spaces, like '0 3 * * 1', or a macro like '@daily'"
     elif key == "line_length" and not 40 <= value <= 400:
         return "must be between 40 and 400"
     return None

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nb2prod.errors import Finding, InputError, Location
 
-CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # used with fullmatch: no trailing newline
 MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
 
 
@@ -47,15 +48,33 @@ class Notebook:
 def read_notebook(path: str | Path) -> Notebook:
     """Read and normalise `path`; raise InputError with one sentence on anything unusable."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such notebook")
-    if path.is_dir():
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"the notebook path {path!r} is not valid UTF-8; rename the file") from None
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such notebook") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the notebook ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder, not a notebook")
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        raise InputError(
-            f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB; nb2prod does not read notebooks this large"
-        )
-    return parse_notebook(path.read_bytes(), path)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path} is not a regular file (a device, pipe or socket); a notebook is a .ipynb file")
+    too_large = InputError(
+        f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB; nb2prod does not read notebooks this large"
+    )
+    if info.st_size > MAX_NOTEBOOK_BYTES:
+        raise too_large
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_NOTEBOOK_BYTES + 1)  # bounded: the file may grow after stat
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the notebook ({exc.strerror or type(exc).__name__})") from None
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise too_large
+    return parse_notebook(raw, path)
 
 
 def notebook_sha256(raw: bytes) -> str:
@@ -108,6 +127,15 @@ def parse_notebook(raw: bytes, path: Path) -> Notebook:
     if not isinstance(nb2prod_meta, dict):
         raise InputError(f"{name}: metadata.nb2prod must be an object of settings")
     return Notebook(path, name, tuple(cells), nb2prod_meta, notebook_sha256(raw), (major, minor), tuple(notes))
+
+
+def _valid_unicode(text: str) -> bool:
+    """JSON's `\\ud800` escapes give strings that are not Unicode text (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _upgrade_v3(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -165,11 +193,21 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
         cell_type = raw.get("cell_type")
         if cell_type not in ("code", "markdown", "raw"):
             raise InputError(f"{where.describe()}: unknown cell type {cell_type!r}")
-        source = raw.get("source", "")
+        if "source" not in raw:
+            raise InputError(
+                f'{where.describe()}: the cell has no `source` field (nbformat requires one; an empty cell has "source": "")'
+            )
+        source = raw["source"]
         if isinstance(source, list) and all(isinstance(s, str) for s in source):
             source = "".join(source)
         if not isinstance(source, str):
             raise InputError(f"{where.describe()}: the cell source is neither text nor a list of lines")
+        if not _valid_unicode(source):
+            raise InputError(
+                f"{where.describe()}: the cell source holds an unpaired surrogate (\\ud800-\\udfff), which is not text"
+            )
+        # `\r\n` and a lone `\r` end lines as Python's tokenizer reads them; one spelling, `\n`, from here on
+        source = source.replace("\r\n", "\n").replace("\r", "\n")
         meta = raw.get("metadata") or {}
         if not isinstance(meta, dict):
             notes.append(
@@ -182,10 +220,10 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
             )
             meta = {}
         tags = meta.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        if not isinstance(tags, list) or not all(isinstance(t, str) and _valid_unicode(t) for t in tags):
             raise InputError(f"{where.describe()}: metadata.tags must be a list of strings")
         cell_id = raw.get("id")
-        if not isinstance(cell_id, str) or not CELL_ID.match(cell_id):
+        if not isinstance(cell_id, str) or not CELL_ID.fullmatch(cell_id):
             if cell_id is not None:
                 notes.append(
                     Finding(

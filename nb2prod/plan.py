@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nb2prod import __version__
+from nb2prod import __version__, escape
 from nb2prod.analysis.analyse import Analysis, CodeCell
 from nb2prod.formatting import FormatJob
 
@@ -37,7 +37,7 @@ def chunk_format_job(index: int, cell_id: str, code: str, indent: int) -> tuple[
     while lead < len(lines) and not lines[lead].strip():
         lead += 1
     body = "\n".join(lines[lead:]).rstrip() + "\n"
-    return FormatJob(f"# Notebook cell {index + 1} (id {cell_id}).\n{body}", indent), lead
+    return FormatJob(f"# Notebook cell {index + 1} (id {escape.py_comment(cell_id)}).\n{body}", indent), lead
 
 
 def chunk_shapes(roles: frozenset[str], has_test_functions: bool) -> list[tuple[int, bool]]:
@@ -158,20 +158,45 @@ def plan_build(analysis: Analysis) -> Plan:
         "module_names": [m.name for m in analysis.modules]
         + (["params", "train"] if analysis.has_job else [])
         + ["predict"],
-        "example_inputs": analysis.example_inputs,
+        "example_inputs": _one_line_expression(analysis.example_inputs),
         "example_names": analysis.example_names,
         "example_imports": tuple((m, n) for m, n in example_imports if n),
     }
     files.append(PlannedFile("tests/conftest.py", "package/tests/conftest.py.j2", base))
     files.append(PlannedFile("tests/test_contract.py", "package/tests/test_contract.py.j2", context))
     files.append(PlannedFile("pyproject.toml", "package/pyproject.toml.j2", {**base, "pytest_spec": "pytest>=7"}))
-    files.append(PlannedFile("README.md", "package/README.md.j2", base))
+    files.append(PlannedFile("README.md", "package/README.md.j2", {**base, "train_example": train_example(analysis)}))
     files.append(PlannedFile("requirements.lock", "package/requirements.lock.j2", base))
     files.append(PlannedFile("Dockerfile", None))
     files.append(PlannedFile(".dockerignore", None))
     files.append(PlannedFile(f"{src}/_sourcemap.json", None))
     files.append(PlannedFile("nb2prod.json", None))
     return Plan(analysis, tuple(files), job_chunks)
+
+
+def train_example(analysis: Analysis) -> str:
+    """The README's copy-paste training command: every word quoted for the shell (`shlex.quote`),
+    the first parameter whose default can be spelled on one command line as its example."""
+    from nb2prod.deploy.cluster_manifests import cli_value
+
+    words = [escape.shell_word(f"{analysis.dist}-train"), "--output", "model/"]
+    for parameter in analysis.parameters:
+        try:
+            value = escape.shell_word(cli_value(parameter.default))
+        except escape.EscapeError:
+            continue
+        words += [escape.shell_word(f"--{parameter.name}"), value]
+        break
+    return " ".join(words)
+
+
+def _one_line_expression(expression: str | None) -> str | None:
+    """A Python expression in its normal one-line spelling (comments and line breaks gone)."""
+    if not expression:
+        return expression
+    import ast
+
+    return ast.unparse(ast.parse(expression, mode="eval"))
 
 
 def _names_in(expression: str | None) -> set[str]:

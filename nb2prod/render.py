@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nb2prod import escape
 from nb2prod.analysis.parameters import Parameter
+from nb2prod.errors import InputError
 from nb2prod.formatting import FormatJob, Formatted, format_jobs
 from nb2prod.plan import Chunk, Plan, PlannedFile
 from nb2prod.resources import jinja_environment
@@ -44,27 +46,23 @@ class Rendered:
 
 @functools.lru_cache(maxsize=1)
 def environment() -> Any:
+    """The templates' environment: every notebook-derived value goes through a filter of
+    nb2prod.escape for the file's language; nothing is pasted raw."""
     env = jinja_environment().overlay()
-    env.filters["pyrepr"] = _pyrepr
-    env.filters["toml"] = lambda value: json.dumps(str(value), ensure_ascii=False)
+    env.filters["pyrepr"] = escape.py_literal
+    env.filters["docstring"] = escape.py_docstring
+    env.filters["py_comment"] = escape.py_comment
+    env.filters["identifier"] = escape.py_identifier
+    env.filters["toml"] = lambda value: escape.toml_str(str(value))
+    env.filters["toml_comment"] = escape.toml_comment
+    env.filters["md_code"] = lambda value: escape.md_code(str(value))
+    env.filters["md_text"] = lambda value: escape.md_text(str(value))
+    env.filters["requirement_line"] = escape.requirement_line
+    env.filters["requirements_comment"] = escape.requirements_comment
     env.filters["add1"] = lambda value: value + 1
     env.filters["annotation"] = _annotation
     env.filters["default_expr"] = _default_expr
-    env.filters["docstring"] = lambda text: (text or "(no help)").replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     return env
-
-
-def _pyrepr(value: Any) -> str:
-    """A Python literal for plain data; refuses anything else (nothing from a notebook becomes code)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(_pyrepr(v) for v in value)
-        return f"[{inner}]"
-    if isinstance(value, dict):
-        inner = ", ".join(f"{_pyrepr(k)}: {_pyrepr(v)}" for k, v in value.items())
-        return "{" + inner + "}"
-    raise TypeError(f"not plain data: {type(value).__name__}")
 
 
 _ANNOTATIONS = {
@@ -87,8 +85,8 @@ def _annotation(parameter: Parameter) -> str:
 
 def _default_expr(parameter: Parameter) -> str:
     if isinstance(parameter.default, (list, dict)):
-        return f"dataclasses.field(default_factory=lambda: {_pyrepr(parameter.default)})"
-    return _pyrepr(parameter.default)
+        return f"dataclasses.field(default_factory=lambda: {escape.py_literal(parameter.default)})"
+    return escape.py_literal(parameter.default)
 
 
 def render(plan: Plan) -> Rendered:
@@ -98,7 +96,10 @@ def render(plan: Plan) -> Rendered:
     scaffolds: dict[str, str] = {}
     for planned in plan.files:
         if planned.template is not None:
-            text = env.get_template(planned.template).render(**planned.context, chunks=planned.chunks)
+            try:
+                text = env.get_template(planned.template).render(**planned.context, chunks=planned.chunks)
+            except escape.EscapeError as exc:
+                raise InputError(f"cannot write {planned.path}: {exc}") from None
             scaffolds[planned.path] = text
     python_paths = [p for p in scaffolds if p.endswith(".py")]
     chunk_list = [chunk for planned in plan.files for chunk in planned.chunks] + list(plan.job_chunks)
@@ -134,7 +135,55 @@ def render(plan: Plan) -> Rendered:
         files["job/train.ipynb"] = _job_notebook(plan, by_key, generated_job_cells)
     files.update(_image_files(plan))
     files[f"{src}/_sourcemap.json"] = _source_map(placements)
+    _refuse_invalid_files(plan, files, placements)
     return Rendered(files, tuple(placements))
+
+
+def _refuse_invalid_files(plan: Plan, files: dict[str, bytes], placements: list[Placement]) -> None:
+    """Parse every generated file in its language; a file that does not parse is never reported
+    as built: one sentence naming the file and the notebook field that broke it."""
+    from nb2prod.validate import check_files, culprit
+
+    problem = check_files(files)
+    if problem is None:
+        return
+    where = f"{problem.path}" + (f", line {problem.line}" if problem.line else "")
+    cause = None
+    if problem.line is not None:
+        for placement in placements:
+            if placement.path == problem.path and placement.start <= problem.line <= placement.end:
+                cause = (
+                    f"the code of notebook cell {placement.cell_index + 1} (id {placement.cell_id}, {placement.role})"
+                )
+    if cause is None:
+        cause = culprit(problem, files, notebook_fields(plan.analysis))
+    cause = cause or "a value taken from the notebook or its configuration"
+    raise InputError(
+        f"the generated {where} is not valid {problem.language} ({problem.detail}); it comes from {cause}, so "
+        "nb2prod stops before replacing the output: change that value in the notebook"
+    )
+
+
+def notebook_fields(analysis: Any) -> list[tuple[str, str]]:
+    """(description, value) of every notebook-derived string a generated file may hold."""
+    notebook = analysis.notebook
+    fields: list[tuple[str, str]] = [("the notebook's file name", notebook.name)]
+    for cell in notebook.cells:
+        fields.append((f"the id of cell {cell.index + 1}", cell.id))
+    for p in analysis.parameters:
+        place = f"cell {p.cell_index + 1}, line {p.line}"
+        fields.append((f"the name of parameter {p.name!r} ({place})", p.name))
+        fields.append((f"the help comment of parameter {p.name!r} ({place})", p.help))
+        if isinstance(p.default, str):
+            fields.append((f"the default of parameter {p.name!r} ({place})", p.default))
+    for requirement in analysis.requirements:
+        fields.append((f"the requirement {requirement.spec!r} ({requirement.source})", requirement.spec))
+    for key, value in analysis.config.to_dict().items():
+        if isinstance(value, str):
+            fields.append((f"the setting {key!r}", value))
+        elif isinstance(value, list):
+            fields.extend((f"the setting {key!r}", v) for v in value if isinstance(v, str))
+    return fields
 
 
 def _assemble(
@@ -166,18 +215,22 @@ def _job_cell_sources(plan: Plan) -> tuple[str, str, str]:
     analysis = plan.analysis
     package = analysis.package
     parameter_lines = [
-        f"{p.name} = {_pyrepr(p.default)}" + (f"  # {p.help}" if p.help else "") for p in analysis.parameters
+        f"{escape.py_identifier(p.name)} = {escape.py_literal(p.default)}"
+        + (f"  # {escape.py_comment(p.help)}" if p.help else "")
+        for p in analysis.parameters
     ]
     imports = list(analysis.job_needs.sorted_imports())
     imports += [
         f"from {package}.{module} import {', '.join(names)}" for module, names in analysis.job_needs.sorted_package()
     ]
     imports.append(f"from {package} import _runtime as _nb2prod")
-    saved = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in analysis.parameters) + "}"
+    saved = (
+        "{" + ", ".join(f"{escape.py_str(p.name)}: {escape.py_identifier(p.name)}" for p in analysis.parameters) + "}"
+    )
     save = (
         "import os\n\n"
         'if os.environ.get("NB2PROD_OUTPUT_DIR"):\n'
-        f'    _nb2prod.save_outputs(os.environ["NB2PROD_OUTPUT_DIR"], globals(), {analysis.config.model_variable!r}, {saved})\n'
+        f'    _nb2prod.save_outputs(os.environ["NB2PROD_OUTPUT_DIR"], globals(), {escape.py_str(analysis.config.model_variable)}, {saved})\n'
     )
     return "\n".join(parameter_lines) + "\n", "\n".join(imports) + "\n", save
 
@@ -203,7 +256,8 @@ def _job_notebook(
     analysis = plan.analysis
     parameters, imports, save = (f.text for f in generated)
     about = (
-        f"# Training job of {analysis.dist}\n\nGenerated by nb2prod from `{analysis.notebook.name}`: its parameters, train and "
+        f"# Training job of {escape.md_text(analysis.dist)}\n\nGenerated by nb2prod from {escape.md_code(analysis.notebook.name)}: "
+        "its parameters, train and "
         "metrics cells. Run it with papermill, e.g. `papermill job/train.ipynb out.ipynb -p NAME VALUE`, "
         "from the notebook's folder, with the package installed."
     )

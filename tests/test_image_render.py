@@ -259,7 +259,6 @@ BAD_VALUES = [
     ("base_image", "python:3.11-slim AS evil"),
     ("base_image", "Python:3.11"),
     ("base_image", "python:3.11 --platform=linux/arm64"),
-    ("notebook", "a.ipynb\nRUN id"),
     ("source_sha256", "abc"),
     ("serve_entry", "os.system('id')"),
     ("serve_entry", "pkg.serve:main\nUSER root"),
@@ -296,6 +295,18 @@ def test_hostile_label_values_stay_inside_their_label(tmp_path: Path) -> None:
     assert hostile_ctx.notebook_label == 'x" %5C $y.ipynb'
 
 
+@pytest.mark.parametrize("separator", ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_line_separators_in_the_notebook_name_are_percent_encoded_in_its_label(separator: str) -> None:
+    plain = render_image_files(make_ctx(notebook="a.ipynb"))["Dockerfile"]
+    ctx = make_ctx(notebook=f"a{separator}RUN id.ipynb")
+    dockerfile = render_image_files(ctx)["Dockerfile"]
+    assert [i[0] for i in instructions(dockerfile)] == [i[0] for i in instructions(plain)]
+    encoded = "".join(f"%{b:02X}" for b in separator.encode())
+    assert ctx.notebook_label == f"a{encoded}RUN id.ipynb"
+    assert f'io.nb2prod.source.notebook="a{encoded}RUN id.ipynb"' in dockerfile
+    assert dockerfile.splitlines() == dockerfile.split("\n")[:-1]
+
+
 def test_backslashes_in_labels_are_refused() -> None:
     with pytest.raises(InputError, match="backslash"):
         make_ctx(labels={"org.example.team": "a\\b"})
@@ -305,8 +316,9 @@ def test_docker_quote_escapes_what_the_dockerfile_parser_interprets() -> None:
     assert docker_quote('a"b') == '"a\\"b"'
     assert docker_quote("$HOME") == '"\\$HOME"'
     assert docker_quote("a\\b") == '"a\\\\b"'
-    with pytest.raises(InputError):
-        docker_quote("line\nRUN id")
+    for separator in ["\n", "\r", "\x85", "\u2028", "\u2029"]:
+        with pytest.raises(InputError):
+            docker_quote(f"line{separator}RUN id")
 
 
 # --- the image spec of real builds --------------------------------------------------------------

@@ -75,6 +75,18 @@ def parse_parameters(code: str, cell_index: int) -> list[Parameter]:
             raise ParameterError(
                 f"the value of parameter {name!r} must be a str, number, bool, None, or a list or dict of those", line
             )
+        depth = _depth(default)
+        if depth > MAX_DEPTH:
+            raise ParameterError(
+                f"the value of parameter {name!r} nests lists or dicts {depth} deep; nb2prod accepts at most {MAX_DEPTH} levels (Python's parser stops at 200), so load deeper data from a file in a train cell",
+                line,
+            )
+        infinite = _non_finite(default)
+        if infinite is not None:
+            raise ParameterError(
+                f"the value of parameter {name!r} holds `{_source(code, value) if infinite == 'self' else infinite}`, which is not a finite number (a literal like 1e999 overflows to inf); use float(\"inf\") in a train cell, or a finite value",
+                line,
+            )
         type_name, nullable = _type_of(name, annotation, default, line, code)
         if type_name == "float" and isinstance(default, int) and not isinstance(default, bool):
             default = float(default)
@@ -155,6 +167,41 @@ def _fits(type_name: str, value: Any) -> bool:
     if type_name == "dict":
         return isinstance(value, dict)
     return True
+
+
+MAX_DEPTH = 100
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend((v, level + 1) for v in item)
+            deepest = max(deepest, level + 1)
+        elif isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+            deepest = max(deepest, level + 1)
+    return deepest
+
+
+def _non_finite(value: Any) -> str | None:
+    """'self' if `value` is inf or nan, the repr of a non-finite number inside it, or None."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return "self"
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return repr(item)
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return None
 
 
 def _json_compatible(value: Any) -> bool:

@@ -14,6 +14,7 @@ text, so a notebook-derived name or value cannot add keys or documents.
 from __future__ import annotations
 
 import itertools
+import keyword
 import json
 import math
 import re
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nb2prod import __version__
+from nb2prod import __version__, escape
 from nb2prod.errors import InputError
 from nb2prod.deploy.image import RUNTIME_UID, check_dist_name, check_image_ref, check_version
 
@@ -64,7 +65,7 @@ class Parameter:
     nullable: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.isascii() or not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier() or keyword.iskeyword(self.name):
             raise InputError(f"the parameter name {self.name!r} is not a valid Python identifier.")
         if self.type not in _TYPES:
             raise InputError(f"parameter {self.name!r} has type {self.type!r}; expected one of {', '.join(_TYPES)}.")
@@ -359,10 +360,7 @@ def kubeflow_component(ctx: ManifestContext) -> dict[str, Any]:
 
 
 def _dump(document: Mapping[str, Any], header: str) -> str:
-    import yaml
-
-    body = yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False, allow_unicode=False, width=100)
-    return f"# {header}\n{body}"
+    return f"# {escape.one_line(header)}\n{escape.yaml_document(dict(document))}"
 
 
 def render_manifest_files(ctx: ManifestContext) -> dict[str, str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from nb2prod import __version__
+from nb2prod import __version__, escape
 from nb2prod.errors import InputError, Nb2prodError
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def check_label(key: object, value: object) -> tuple[str, str]:
     _check(_LABEL_KEY, key, "the label key", "org.example.team")
     if not isinstance(value, str):
         raise InputError(f"the value of label {key!r} must be a string, not {type(value).__name__}.")
-    if len(value) > _LABEL_VALUE_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if len(value) > _LABEL_VALUE_MAX or any(not (ch == " " or ch.isprintable()) for ch in value):
         raise InputError(
             f"the value of label {key!r} must be one printable line of at most {_LABEL_VALUE_MAX} characters."
         )
@@ -115,11 +115,11 @@ def check_entry(value: object, what: str) -> str:
 
 
 def docker_quote(value: str) -> str:
-    """`value` as a double-quoted Dockerfile word: no variable expansion, no line break, no escape."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InputError(f"{value!r} contains a control character and cannot go into a Dockerfile.")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
+    """`value` as a double-quoted Dockerfile word (nb2prod.escape.dockerfile_word), or InputError."""
+    try:
+        return escape.dockerfile_word(value)
+    except escape.EscapeError as exc:
+        raise InputError(f"{exc}.") from None
 
 
 def default_base_image(python_version: str) -> str:
@@ -189,8 +189,9 @@ class ImageContext:
 
     @property
     def notebook_label(self) -> str:
-        """The notebook's file name as a label value (a backslash, rare in names, as `%5C`)."""
-        return self.notebook.replace("\\", "%5C")
+        """The notebook's file name as a label value: `%`, a backslash (rare in names) and any
+        character that is not printable (a line break) percent-encoded, e.g. `%5C`."""
+        return escape.percent_encode_unprintable(self.notebook)
 
     @property
     def effective_base_image(self) -> str:
