@@ -264,4 +264,5 @@ def requirement_line(spec: str) -> str:
 def requirements_comment(value: str) -> str:
     """Text for a `# ...` line of a requirements file: one line as pip splits lines, and no
     trailing backslash."""
-    return one_line(value).replace("\\", "\\\\")
+    text = one_line(value)
+    return f"{text}." if text.endswith("\\") else text

@@ -102,6 +102,8 @@ def render(plan: Plan) -> Rendered:
                 raise InputError(f"cannot write {planned.path}: {exc}") from None
             scaffolds[planned.path] = text
     python_paths = [p for p in scaffolds if p.endswith(".py")]
+    # the scaffolds (cell code not yet in place) must compile before black reads them
+    _refuse_invalid_files(plan, {p: scaffolds[p].encode() for p in python_paths}, [])
     chunk_list = [chunk for planned in plan.files for chunk in planned.chunks] + list(plan.job_chunks)
     chunk_jobs, offsets = zip(*[chunk.format_job() for chunk in chunk_list]) if chunk_list else ((), ())
     job_sources = _job_cell_sources(plan) if analysis.has_job else ()
