@@ -125,3 +125,40 @@ def test_sweep_and_schedule_reach_the_manifests(tmp_path: Path) -> None:
     )
     result = nb2prod("build", str(path), "-o", str(out))
     assert result.returncode == 2 and "names 'beta', which is not a parameter" in result.stderr
+
+
+def test_the_first_error_is_printed_once_and_no_note_is_dropped(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("%matplotlib inline\nimport math", "export"),  # a note first
+            cell("model = undefined_one", "train"),
+            cell("metrics = {'m': undefined_two}", "metrics"),
+        ],
+    )
+    result = nb2prod("build", str(path), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: ") and "undefined_one" in lines[0]
+    assert sum("undefined_one" in line for line in lines) == 1
+    assert any("undefined_two" in line for line in lines[1:])
+    assert any(line.strip().startswith("note:") and "matplotlib" in line for line in lines[1:])
+
+
+def test_schedule_macros_are_accepted_by_config_and_image_manifests_alike(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", [cell("model = 1", "train")], {"nb2prod": {"schedule": "@daily"}})
+    built = nb2prod("build", str(path), "-o", str(tmp_path / "out"))
+    assert built.returncode == 0, built.stderr
+    assert "schedule: '@daily'" in (tmp_path / "out" / "k8s" / "retrain-cronjob.yaml").read_text()
+    for schedule, code in (("@daily", 0), ("0  3 * * *", 2)):
+        rendered = nb2prod(
+            "image", "manifests", str(tmp_path / "out"), "--schedule", schedule, "-o", str(tmp_path / "m")
+        )
+        configured = write_notebook(
+            tmp_path / "c.ipynb", [cell("model = 1", "train")], {"nb2prod": {"schedule": schedule}}
+        )
+        config_built = nb2prod("build", str(configured), "-o", str(tmp_path / "c-out"))
+        assert (rendered.returncode == 0) == (config_built.returncode == 0) == (code == 0), (
+            rendered.stderr,
+            config_built.stderr,
+        )

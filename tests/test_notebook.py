@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,61 @@ def test_json_that_is_not_a_notebook(tmp_path: Path, content: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such notebook"):
         read_notebook(tmp_path / "nope.ipynb")
+
+
+# --- crashes and refusals on the notebook side (each one an internal error or a hang before) ----
+
+
+def test_a_device_or_pipe_is_refused_without_reading_it(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="/dev/zero is not a regular file"):
+        read_notebook("/dev/zero")
+    fifo = tmp_path / "pipe.ipynb"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_notebook(fifo)  # opening a pipe with no writer would block
+
+
+def test_a_notebook_over_the_size_limit_is_refused_from_its_size(tmp_path: Path, monkeypatch) -> None:
+    import nb2prod.notebook as notebook_module
+
+    path = write_notebook(tmp_path / "big.ipynb", [cell("x = 1")])
+    monkeypatch.setattr(notebook_module, "MAX_NOTEBOOK_BYTES", path.stat().st_size - 1)
+    with pytest.raises(InputError, match="big.ipynb is larger than"):
+        read_notebook(path)
+
+
+def test_a_cell_without_source_is_refused_with_its_place(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", [cell("x = 1"), cell("y = 2")])
+    data = json.loads(path.read_text())
+    del data["cells"][1]["source"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"nb.ipynb: cell 2: the cell has no `source` field"):
+        read_notebook(path)
+
+
+def test_a_cell_id_ending_in_a_newline_is_not_trusted(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", [cell("x = 1", "export", cell_id="abc\n")])
+    nb = read_notebook(path)
+    assert nb.cells[0].id == "cell-0"
+    assert any(n.code == "invalid-cell-id" for n in nb.notes)
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n"])
+def test_carriage_return_line_endings_read_as_newlines(tmp_path: Path, ending: str) -> None:
+    source = ending.join(["import math", "def f(x):", "    return math.sqrt(x)", ""])
+    path = write_notebook(tmp_path / "nb.ipynb", [cell(source, "export"), cell(f"a = 1{ending}model = f(a)", "train")])
+    nb = read_notebook(path)
+    assert nb.cells[0].source == "import math\ndef f(x):\n    return math.sqrt(x)\n"
+    from nb2prod import api
+
+    result = api.build(path, output=tmp_path / "out")
+    train = (result.output_dir / "src" / "nb" / "train.py").read_text()
+    assert "\r" not in train and "    model = f(a)\n" in train
+
+
+def test_unpaired_surrogates_in_a_cell_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "nb.ipynb"
+    write_notebook(path, [cell("x = 1")])
+    path.write_text(path.read_text().replace('"x = 1"', "\"x = '\\udc80'\""))
+    with pytest.raises(InputError, match="cell 1: the cell source holds an unpaired surrogate"):
+        read_notebook(path)
