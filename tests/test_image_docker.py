@@ -458,3 +458,37 @@ def test_a_failing_build_is_one_sentence_and_exit_2(toy_dir: Path, docker_client
     assert lines[0].endswith("; last output: RuntimeError: broken on import")
     with pytest.raises(Exception):
         docker_client.images.get(f"nb2prod-test/broken:{RUN_ID}")
+
+
+# --- a notebook with a hostile file name --------------------------------------------------------
+
+HOSTILE_NOTEBOOK = 'x""";__import__("os").system("touch PWNED");"""y $(touch PWNED)\u2028evil==6.6.6.ipynb'
+
+
+def test_an_image_builds_from_a_hostile_notebook_name_and_runs_nothing(
+    docker_client, wheelhouse: Path, tmp_path: Path
+) -> None:
+    import urllib.parse
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from nbtest_helpers import SMALL_CELLS, cell, write_notebook
+
+    from nb2prod.api import build
+
+    notebook = write_notebook(tmp_path / HOSTILE_NOTEBOOK, [cell(src, *tags) for src, tags in SMALL_CELLS])
+    result = build(notebook, output=tmp_path / "out")
+    tag = f"nb2prod-test/hostile:{RUN_ID}"
+    built = build_image(result.output_dir, tags=(tag,), base_image=BASE_IMAGE, wheelhouse=wheelhouse, offline=True)
+    docker_client.nb2prod_made.append(tag)
+    image = docker_client.images.get(tag)
+    assert image.id == built.image_id
+    assert urllib.parse.unquote(image.labels["io.nb2prod.source.notebook"]) == HOSTILE_NOTEBOOK
+    help_text = run_container(docker_client, tag, ["train", "--help"])
+    assert "--output" in help_text
+    check = (
+        f"import {result.package}, {result.package}.train, {result.package}.params, {result.package}.predict; "
+        "import os; print([n for n in os.listdir('.') if 'PWNED' in n], os.path.exists('/tmp/PWNED'))"
+    )
+    listing = run_container(docker_client, tag, ["python", "-c", check])
+    assert listing.strip() == "[] False"
+    assert not list(tmp_path.rglob("PWNED*"))
