@@ -255,7 +255,9 @@ def render_image_files(ctx: ImageContext) -> dict[str, str]:
         entrypoint=json.dumps([python, "/opt/app/entrypoint.py"]),
         healthcheck_cmd=json.dumps([python, "/opt/app/healthcheck.py"]),
     )
-    commands = "{\n" + "".join(f"    {json.dumps(k)}: {json.dumps(v)},\n" for k, v in ctx.entry_points.items()) + "}"
+    commands = (
+        "{\n" + "".join(f"    {escape.py_str(k)}: {escape.py_str(v)},\n" for k, v in ctx.entry_points.items()) + "}"
+    )
     files = {
         "Dockerfile": dockerfile,
         ".dockerignore": env.get_template("image/dockerignore.j2").render(**common),
