@@ -262,6 +262,8 @@ class AliasStore:
         """Under the exclusive lock: write the outcome of every change a killed process left unfinished."""
         history = self.folder / HISTORY
         _repair_last_line(history)
+        for leftover in self.folder.glob(".*.json.*.tmp"):  # alias files a killed writer did not finish
+            leftover.unlink(missing_ok=True)
         entries = self._entries()
         decided = {e["txid"] for e in entries if "action" not in e}
         for entry in entries:
