@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +33,48 @@ def _store_option(help_text: str = STORE_HELP):
     )
 
 
-def _open_store(store: Path | None):
+SIGNING_KEY_FILE = click.option(
+    "--signing-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HMAC-SHA256 key file: new runs are signed with it, and runs not signed with it are refused "
+    "(default: $NB2PROD_SIGNING_KEY, else the file $NB2PROD_SIGNING_KEY_FILE; see docs/security.md).",
+)
+TRUST_PICKLE = click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Load a joblib (pickle) model from an unsigned run: pickles run code, so only if you trust "
+    "whoever can write the store.",
+)
+
+
+def _open_store(store: Path | None, signing_key_file: Path | None = None):
+    """The run store named by --store (default $NB2PROD_STORE, else ./runs), with the signing key of
+    --signing-key-file (default: from the environment)."""
+    from nb2prod.runs.signing import resolve_signing_key
     from nb2prod.runs.store import RunStore
 
     if store is None:
         store = Path(os.environ.get("NB2PROD_STORE") or "runs")
-    return RunStore(store)
+    key = resolve_signing_key(signing_key_file) if signing_key_file is not None else None
+    return RunStore(store, signing_key=key)
+
+
+@contextlib.contextmanager
+def store_warnings() -> Iterator[None]:
+    """Print each skipped store file (StoreWarning) as one `warning:` line on stderr."""
+    from nb2prod.runs.errors import StoreWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StoreWarning)
+        try:
+            yield
+        finally:
+            for item in caught:
+                if issubclass(item.category, StoreWarning):
+                    click.echo(f"warning: {item.message}", err=True)
+                else:
+                    warnings.showwarning(item.message, item.category, item.filename, item.lineno)
 
 
 def _echo_json(data: Any) -> None:
@@ -77,6 +116,7 @@ def _echo_json(data: Any) -> None:
     help="auto: skops for scikit-learn estimators that round-trip, else joblib.",
 )
 @_store_option(TRAIN_STORE_HELP)
+@SIGNING_KEY_FILE
 @FORMAT
 def train(
     target: Path,
@@ -85,6 +125,7 @@ def train(
     engine: str,
     model_format: str,
     store: Path | None,
+    signing_key_file: Path | None,
     fmt: str,
 ) -> None:
     """Train NOTEBOOK (built first if needed) or BUILD_DIR into a new immutable run.
@@ -92,9 +133,13 @@ def train(
     Exit 0 when the run succeeded, 1 when a quality gate failed or the job raised (the run is
     kept for inspection), 2 for bad input.
     """
+    from nb2prod.runs.signing import resolve_signing_key
     from nb2prod.runs.trainer import train_target
 
-    run = train_target(target, list(pairs), list(files), engine=engine, store=store, model_format=model_format)
+    key = resolve_signing_key(signing_key_file) if signing_key_file is not None else None
+    run = train_target(
+        target, list(pairs), list(files), engine=engine, store=store, model_format=model_format, signing_key=key
+    )
     manifest = run.manifest
     if fmt == "json":
         _echo_json({"path": str(run.path), **manifest.to_dict()})
@@ -132,15 +177,18 @@ def runs() -> None:
 @_store_option()
 @FORMAT
 def runs_list(store: Path | None, fmt: str) -> None:
-    """Every run in the store, oldest first, with status, aliases and metrics."""
+    """Every run in the store, oldest first, with status, aliases and metrics.
+
+    An unreadable run.json or alias file is skipped with a warning naming it."""
     from nb2prod.runs.aliases import AliasStore
 
     run_store = _open_store(store)
     aliases = AliasStore(run_store)
     by_run: dict[str, list[str]] = {}
-    for state in aliases.all():
-        by_run.setdefault(state.run_id, []).append(state.alias)
-    items = run_store.list()
+    with store_warnings():
+        for state in aliases.all():
+            by_run.setdefault(state.run_id, []).append(state.alias)
+        items = run_store.list()
     if fmt == "json":
         _echo_json(
             [
@@ -152,7 +200,7 @@ def runs_list(store: Path | None, fmt: str) -> None:
                     "aliases": sorted(by_run.get(r.run_id, [])),
                     "params": r.manifest.params,
                     "metrics": r.manifest.metrics,
-                    "model_sha256": r.manifest.model.sha256 if r.manifest.model else None,
+                    "model_sha256": getattr(r.manifest.model, "sha256", None),
                     "path": str(r.path),
                 }
                 for r in items
@@ -183,18 +231,29 @@ def runs_list(store: Path | None, fmt: str) -> None:
 @runs.command("show")
 @click.argument("run")
 @_store_option()
+@SIGNING_KEY_FILE
 @FORMAT
-def runs_show(run: str, store: Path | None, fmt: str) -> None:
-    """Everything recorded about RUN (a run id, id prefix or alias)."""
+def runs_show(run: str, store: Path | None, signing_key_file: Path | None, fmt: str) -> None:
+    """Everything recorded about RUN (a run id, id prefix or alias), and whether it still verifies."""
     from nb2prod.runs.aliases import AliasStore
 
-    run_store = _open_store(store)
+    run_store = _open_store(store, signing_key_file)
     found = run_store.get(run)
-    aliases = AliasStore(run_store).aliases_of(found.run_id)
-    problems = run_store.verify(found)
+    with store_warnings():
+        aliases = AliasStore(run_store).aliases_of(found.run_id)
+    problems = run_store.problems(found)
     m = found.manifest
     if fmt == "json":
-        _echo_json({"path": str(found.path), "aliases": aliases, "modified_files": problems, **m.to_dict()})
+        _echo_json(
+            {
+                "path": str(found.path),
+                "aliases": aliases,
+                "verified": not problems,
+                "problems": problems,
+                "modified_files": [p.split(" ", 1)[0] for p in problems],
+                **m.to_dict(),
+            }
+        )
         return
     out = [f"run       {m.run_id}", f"status    {m.status}"]
     if m.failure:
@@ -204,8 +263,13 @@ def runs_show(run: str, store: Path | None, fmt: str) -> None:
         f"path      {found.path}",
         f"engine    {m.engine}   by {m.user}   started {m.timings.started_at}",
         f"timings   total {m.timings.total_s:.2f}s, job {m.timings.execute_s:.2f}s, bookkeeping {m.timings.bookkeeping_s:.2f}s",
-        f"source    {m.source.name} ({m.source.notebook or m.source.build_dir}), code sha256 {m.source.code_sha256[:12]}",
     ]
+    if m.source is not None:
+        out.append(
+            f"source    {m.source.name} ({m.source.notebook or m.source.build_dir}), code sha256 {m.source.code_sha256[:12]}"
+        )
+    else:
+        out.append("source    - (not recorded)")
     if m.git:
         out.append(f"git       {m.git.commit or '(no commit)'}{' (dirty)' if m.git.dirty else ''} in {m.git.root}")
     out.append("params    " + (", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(m.params.items())) or "-"))
@@ -224,8 +288,8 @@ def runs_show(run: str, store: Path | None, fmt: str) -> None:
     out.append(f"python    {m.python} on {m.platform}, {len(m.pins)} packages pinned")
     for note in m.notes:
         out.append(f"note      {note}")
-    if problems:
-        out.append(f"WARNING   modified since recorded: {', '.join(problems)}")
+    for problem in problems:
+        out.append(f"WARNING   {problem}")
     click.echo("\n".join(out))
 
 
@@ -254,12 +318,14 @@ def runs_history(alias: str | None, store: Path | None, fmt: str) -> None:
     """Every promote and rollback: who, when, from, to."""
     from nb2prod.runs.aliases import AliasStore
 
-    changes = AliasStore(_open_store(store)).history(alias)
+    with store_warnings():
+        changes = AliasStore(_open_store(store)).history(alias)
     if fmt == "json":
         _echo_json([c.to_dict() for c in changes])
         return
     for c in changes:
-        click.echo(f"{c.when}  {c.who}  {c.action} {c.alias}: {c.from_run or '-'} -> {c.to_run}")
+        aborted = "  (aborted: the alias was not changed)" if c.status == "aborted" else ""
+        click.echo(f"{c.when}  {c.who}  {c.action} {c.alias}: {c.from_run or '-'} -> {c.to_run}{aborted}")
 
 
 # --- promote / rollback ----------------------------------------------------------------------
@@ -267,11 +333,16 @@ def runs_history(alias: str | None, store: Path | None, fmt: str) -> None:
 @click.argument("run")
 @click.option("--alias", default=DEFAULT_ALIAS, show_default=True)
 @_store_option()
-def promote(run: str, alias: str, store: Path | None) -> None:
-    """Point ALIAS at RUN (a run id, id prefix or another alias); refuses runs that did not succeed."""
+@SIGNING_KEY_FILE
+def promote(run: str, alias: str, store: Path | None, signing_key_file: Path | None) -> None:
+    """Point ALIAS at RUN (a run id, id prefix or another alias).
+
+    Refuses a run that did not succeed, whose record is incomplete, whose folder no longer matches
+    its run.json, or (with a signing key) that is not signed with the key."""
     from nb2prod.runs.aliases import AliasStore
 
-    change = AliasStore(_open_store(store)).promote(run, alias)
+    with store_warnings():
+        change = AliasStore(_open_store(store, signing_key_file)).promote(run, alias)
     if change.from_run == change.to_run:
         click.echo(f"{alias} already points at {change.to_run}")
     else:
@@ -285,7 +356,8 @@ def rollback(alias: str, store: Path | None) -> None:
     """Point ALIAS back at the run it pointed at before its latest promote."""
     from nb2prod.runs.aliases import AliasStore
 
-    change = AliasStore(_open_store(store)).rollback(alias)
+    with store_warnings():
+        change = AliasStore(_open_store(store)).rollback(alias)
     click.echo(f"{alias}: {change.from_run} -> {change.to_run} (rolled back)")
 
 
@@ -301,12 +373,19 @@ def rollback(alias: str, store: Path | None) -> None:
     help="auto: by extension (.csv, .jsonl/.ndjson/.json); '-' (stdin) defaults to JSON lines.",
 )
 @_store_option()
-def predict(run: str, input_path: Path, input_format: str, store: Path | None) -> None:
-    """Predict with the model of RUN (run id or alias) on INPUT; one JSON prediction per row."""
+@SIGNING_KEY_FILE
+@TRUST_PICKLE
+def predict(
+    run: str, input_path: Path, input_format: str, store: Path | None, signing_key_file: Path | None, trust_pickle: bool
+) -> None:
+    """Predict with the model of RUN (run id or alias) on INPUT; one JSON prediction per row.
+
+    The whole run is verified first (and its signature, with a signing key)."""
     from nb2prod.runs.predicting import predict_rows, read_rows
 
     rows = read_rows(input_path, input_format)
-    for value in predict_rows(
-        _open_store(store), run, rows, source="stdin" if str(input_path) == "-" else str(input_path)
-    ):
+    source = "stdin" if str(input_path) == "-" else str(input_path)
+    with store_warnings():
+        values = predict_rows(_open_store(store, signing_key_file), run, rows, source=source, trust_pickle=trust_pickle)
+    for value in values:
         click.echo(json.dumps(value))

@@ -109,8 +109,11 @@ def verify_model(run_dir: Path, artifact: ModelArtifact) -> Path:
     return path
 
 
-def load_model(run_dir: Path, artifact: ModelArtifact) -> Any:
-    """Load a run's model after checking its sha256 (and, for skops, that it holds no new types)."""
+def load_model(run_dir: Path, artifact: ModelArtifact, *, trust_pickle: bool = False) -> Any:
+    """Load a run's model after checking its sha256 (and, for skops, that it holds no new types).
+
+    A joblib file is a pickle, which runs code when loaded: it is loaded only with `trust_pickle`
+    (the run is signed with the configured key, or the user said they trust the store)."""
     path = verify_model(run_dir, artifact)
     if artifact.format == "skops":
         import skops.io as sio
@@ -123,6 +126,12 @@ def load_model(run_dir: Path, artifact: ModelArtifact) -> Any:
             )
         return sio.load(path, trusted=sorted(found))
     if artifact.format == "joblib":
+        if not trust_pickle:
+            raise IntegrityError(
+                f"model file {path} is a joblib (pickle) file, which can run code when loaded, and its run is not "
+                "signed: configure the signing key the run was signed with (NB2PROD_SIGNING_KEY), or pass "
+                "--trust-pickle if you trust whoever can write this store."
+            )
         import joblib
 
         return joblib.load(path)

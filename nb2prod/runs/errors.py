@@ -26,3 +26,7 @@ class TrainingFailed(Nb2prodError):
         super().__init__(message)
         self.run_id = run_id
         self.status = status
+
+
+class StoreWarning(UserWarning):
+    """One unreadable file of a run store (a run.json, an alias file, a history line) was skipped."""

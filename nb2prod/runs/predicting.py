@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from nb2prod.errors import InputError
 from nb2prod.runs.artifacts import load_model
 from nb2prod.runs.contract import rows_for_model, to_jsonable
 from nb2prod.runs.engines import package_on_path
+from nb2prod.runs.errors import IntegrityError
 from nb2prod.runs.record import Contract
 from nb2prod.runs.store import RunStore, StoredRun
 
@@ -134,24 +137,47 @@ class LoadedRun:
         return values
 
 
-def load_run(store: RunStore | Path | str, ref: str) -> LoadedRun:
-    """Resolve `ref` (run id, prefix or alias), verify the model's sha256, load it and the predict code.
+def load_run(store: RunStore | Path | str, ref: str, *, trust_pickle: bool = False) -> LoadedRun:
+    """Resolve `ref` (run id, prefix or alias), verify the whole run, load its model and predict code.
 
-    The run's own code snapshot (`code/src`) is imported, so a model always meets the package code
-    it was trained with, whatever build is current.
+    The run folder must match its run.json in full (`RunStore.verify`: nothing missing, changed,
+    added or linked; signed with the store's key when one is configured), else IntegrityError names
+    the first offending path. A joblib (pickle) model is loaded only from a run signed with the
+    configured key, or with `trust_pickle`. The run's own code snapshot (`code/src`) is imported,
+    without reading or writing bytecode caches, so a model always meets the package code it was
+    trained with, whatever build is current.
     """
     run_store = store if isinstance(store, RunStore) else RunStore(store)
     run = run_store.get(ref)
     manifest = run.manifest
+    if manifest.source is None or not getattr(manifest.source, "package", None):
+        raise IntegrityError(f"run {run.run_id} records no source package in its run.json, so it cannot predict.")
     if manifest.model is None:
         raise InputError(f"run {run.run_id} has no model to predict with (its status is {manifest.status}).")
+    run_store.verify(run)
+    signed = run_store.signing_key is not None  # verify() checked the signature against that key
     package = manifest.source.package
-    with package_on_path(run.path / "code" / "src", package):
-        model = load_model(run.path, manifest.model)
+    with package_on_path(run.path / "code" / "src", package), _fresh_bytecode():
+        model = load_model(run.path, manifest.model, trust_pickle=trust_pickle or signed)
         module = importlib.import_module(f"{package}.predict")
     return LoadedRun(run, model, module.predict, has_predict_cell(run))
 
 
-def predict_rows(store: RunStore, ref: str, rows: list[dict[str, Any]], source: str = "INPUT") -> list[Any]:
+@contextlib.contextmanager
+def _fresh_bytecode() -> Iterator[None]:
+    """Import a run's code from its sources only: bytecode goes to (and comes from) a private temporary
+    folder, so nothing is written into the read-only run and no `__pycache__` there is ever used."""
+    before = sys.dont_write_bytecode, sys.pycache_prefix
+    with tempfile.TemporaryDirectory(prefix="nb2prod-pycache-") as private:
+        sys.dont_write_bytecode, sys.pycache_prefix = True, private
+        try:
+            yield
+        finally:
+            sys.dont_write_bytecode, sys.pycache_prefix = before
+
+
+def predict_rows(
+    store: RunStore, ref: str, rows: list[dict[str, Any]], source: str = "INPUT", *, trust_pickle: bool = False
+) -> list[Any]:
     """One JSON-ready prediction per row, from the model of the run `ref` names."""
-    return load_run(store, ref).predict_rows(rows, source)
+    return load_run(store, ref, trust_pickle=trust_pickle).predict_rows(rows, source)

@@ -49,10 +49,10 @@ class TrainRequest:
     model_format: str = "auto"
 
 
-def default_store(build: BuildInfo) -> RunStore:
+def default_store(build: BuildInfo, signing_key: bytes | None = None) -> RunStore:
     """`runs/` beside the notebook (beside the build when the notebook is unknown)."""
     base = build.notebook.parent if build.notebook is not None else build.build_dir.parent
-    return RunStore(base / DEFAULT_STORE)
+    return RunStore(base / DEFAULT_STORE, signing_key=signing_key)
 
 
 def contract_expression(build: BuildInfo) -> str | None:
@@ -81,13 +81,15 @@ def prepare(
     engine: str = "papermill",
     store: Path | None = None,
     model_format: str = "auto",
+    signing_key: bytes | None = None,
 ) -> TrainRequest:
     """Everything that can be refused is refused here, before any kernel starts."""
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}: use papermill or python.")
     build = locate_build(target)
     params, overrides = resolve_params(build.parameters, pairs, files)
-    run_store = RunStore(store) if store is not None else default_store(build)
+    run_store = RunStore(store, signing_key=signing_key) if store is not None else default_store(build, signing_key)
+    run_store.signing_key  # noqa: B018 - a configured key file that cannot be read is refused before the job runs
     return TrainRequest(build, params, overrides, engine, run_store, model_format)
 
 
@@ -98,8 +100,10 @@ def train_target(
     engine: str = "papermill",
     store: Path | None = None,
     model_format: str = "auto",
+    signing_key: bytes | None = None,
 ) -> StoredRun:
-    return execute(prepare(target, pairs, files, engine, store, model_format))
+    """Train into a new run; `signing_key` (default: from the environment) signs its run.json."""
+    return execute(prepare(target, pairs, files, engine, store, model_format, signing_key))
 
 
 def execute(request: TrainRequest) -> StoredRun:

@@ -27,18 +27,37 @@ def small_data(seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
     return X, y
 
 
+DEMO_PREDICT = "def predict(model, inputs):\n    return list(model.predict(inputs))\n"
+
+
+def write_code_snapshot(folder: Path, predict_source: str = DEMO_PREDICT) -> None:
+    """A run's `code/` as training writes it: the package `demo` (src layout) and its nb2prod.json."""
+    package = folder / "code" / "src" / "demo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "core.py").write_text("OFFSET = 0\n")
+    (package / "predict.py").write_text(predict_source)
+    (folder / "code" / "nb2prod.json").write_text('{"cells": []}\n')
+
+
 def record_run(
     store: RunStore,
     status: str = SUCCEEDED,
     params: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     C: float = 1.0,
+    with_code: bool = False,
+    model_format: str = "auto",
 ) -> StoredRun:
-    """Fit a logistic regression and record it as a run with the given status."""
+    """Fit a logistic regression and record it as a run with the given status.
+
+    `with_code`: also write the package snapshot, so that `load_run` can predict with the run."""
     X, y = small_data()
     model = LogisticRegression(C=C).fit(X, y)
     run_id, folder = store.staging_dir()
-    artifact = save_model(model, folder, "model", probe=X)
+    artifact = save_model(model, folder, "model", probe=X, fmt=model_format)
+    if with_code:
+        write_code_snapshot(folder)
     contract = describe_data(X, "X")
     params = params if params is not None else {"C": C}
     metrics = metrics if metrics is not None else {"accuracy": float(model.score(X, y))}

@@ -40,7 +40,9 @@ def test_sklearn_model_is_stored_with_skops_and_loads_back(tmp_path):
 def test_other_models_fall_back_to_joblib(tmp_path):
     artifact = save_model(Doubler(), tmp_path, "m")
     assert artifact.format == "joblib" and artifact.variable == "m"
-    assert load_model(tmp_path, artifact).predict(np.ones((2, 1))).tolist() == [2.0, 2.0]
+    with pytest.raises(IntegrityError, match="pickle"):  # a pickle runs code: loaded only when trusted
+        load_model(tmp_path, artifact)
+    assert load_model(tmp_path, artifact, trust_pickle=True).predict(np.ones((2, 1))).tolist() == [2.0, 2.0]
 
 
 def test_sklearn_model_with_a_custom_function_records_its_types(tmp_path):
@@ -57,7 +59,7 @@ def test_forced_joblib_format(tmp_path):
     model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
     artifact = save_model(model, tmp_path, "model", probe=X, fmt="joblib")
     assert artifact.format == "joblib"
-    assert (load_model(tmp_path, artifact).predict(X) == model.predict(X)).all()
+    assert (load_model(tmp_path, artifact, trust_pickle=True).predict(X) == model.predict(X)).all()
 
 
 def test_a_tampered_model_is_refused_before_unpickling(store: RunStore):

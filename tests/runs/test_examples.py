@@ -98,7 +98,7 @@ def test_papermill_and_python_engines_give_the_same_model(builds: dict[str, Path
     assert kernel.data == ()  # the examples make their data: no path parameters
     assert any(pin.startswith("scikit-learn==") for pin in kernel.pins) and kernel.timings.cells_s > 0
     assert len(kernel.contract.examples) == 5 and kernel.contract.kind == "dataframe"
-    assert RunStore(store).verify(RunStore(store).load(kernel.run_id)) == []
+    assert RunStore(store).problems(RunStore(store).load(kernel.run_id)) == []
 
 
 def test_train_twice_diff_promote_predict_rollback(builds: dict[str, Path], tmp_path: Path):

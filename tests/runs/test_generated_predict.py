@@ -57,6 +57,24 @@ def test_generated_predict_by_alias_and_run_id(tmp_path: Path) -> None:
     reference = run(sys.executable, "-m", "nb2prod", "predict", "production", inputs, "--store", store)
     assert [round(json.loads(v), 9) for v in reference.stdout.splitlines()] == [round(v, 9) for v in scores]
 
+    # the package's predict verifies the whole run, as nb2prod does: an added file is refused
+    (store / run_id).chmod(0o755)
+    (store / run_id / "model").chmod(0o755)
+    extra = store / run_id / "model" / "extra.joblib"
+    extra.write_bytes(b"not recorded")
+    added = run(sys.executable, "-m", "churn.predict", store / "production", inputs, env=env)
+    assert added.returncode == 2 and "model/extra.joblib was added" in added.stderr and added.stdout == ""
+    extra.unlink()
+    # an alias leading out of the store is refused (its run_id is not a run id)
+    (store / "aliases" / "escape.json").write_text(json.dumps({"alias": "escape", "run_id": f"../runs/{run_id}"}))
+    escape = run(sys.executable, "-m", "churn.predict", store / "escape", inputs, env=env)
+    assert escape.returncode == 2 and "is not a run id" in escape.stderr
+    # with a signing key configured, the unsigned run is refused
+    unsigned = run(
+        sys.executable, "-m", "churn.predict", store / "production", inputs, env={**env, "NB2PROD_SIGNING_KEY": "k"}
+    )
+    assert unsigned.returncode == 2 and "run.json.sig is missing" in unsigned.stderr
+
     model = store / run_id / json.loads((store / run_id / "run.json").read_text())["model"]["file"]
     model.chmod(0o644)
     model.write_bytes(model.read_bytes() + b"tampered")

@@ -38,7 +38,8 @@ def test_run_folder_is_read_only_and_intact(store: RunStore):
     for path in [run.path, *run.path.rglob("*")]:
         mode = path.stat().st_mode
         assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), path
-    assert store.verify(run) == []
+    assert store.problems(run) == []
+    store.verify(run)  # raises when the run does not verify
     assert set(run.manifest.files) == {"params.json", "metrics.json", "model/model.skops", "model/model.sha256"}
 
 
@@ -78,7 +79,9 @@ def test_verify_reports_a_changed_file(store: RunStore):
     path = run.path / "metrics.json"
     os.chmod(path, 0o644)
     path.write_text('{"accuracy": 1.0}\n')
-    assert store.verify(run) == ["metrics.json"]
+    assert store.problems(run) == ["metrics.json changed since the run was recorded (sha256 differs)"]
+    with pytest.raises(IntegrityError, match="metrics.json changed"):
+        store.verify(run)
 
 
 def test_corrupt_manifest_is_one_clear_error(store: RunStore):

@@ -110,7 +110,7 @@ def test_papermill_run_records_every_field(ridge: Path):
     assert (run_dir / "code" / "src" / "ridge" / "train.py").is_file()
 
     # everything is recorded with its digest and read-only
-    assert RunStore(run_dir.parent).verify(RunStore(run_dir.parent).load(manifest.run_id)) == []
+    assert RunStore(run_dir.parent).problems(RunStore(run_dir.parent).load(manifest.run_id)) == []
     assert set(manifest.files) >= {
         "params.json",
         "metrics.json",

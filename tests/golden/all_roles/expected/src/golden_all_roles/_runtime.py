@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -29,6 +31,10 @@ class ParameterError(ValueError):
 
 class ModelIntegrityError(RuntimeError):
     """A model file whose sha256 is not the one recorded when it was saved."""
+
+
+class SigningKeyError(ValueError):
+    """The configured signing key cannot be read (a missing, unreadable or empty key file)."""
 
 
 def coerce(name: str, spec: Mapping[str, Any], value: Any) -> Any:
@@ -239,14 +245,25 @@ def save_model(model: Any, directory: str | os.PathLike[str]) -> tuple[Path, str
     return path, digest
 
 
-def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
+def load_model(
+    path: str | os.PathLike[str],
+    sha256: str | None = None,
+    *,
+    trust_pickle: bool = False,
+) -> Any:
     """Load a model only if its sha256 matches. `path` is a model file (with `sha256`, or the
     `.sha256` file beside it), a folder holding model.joblib, a run folder of an nb2prod run
-    store, or STORE/RUN where RUN is a run id, a unique prefix of one, or an alias."""
+    store, or STORE/RUN where RUN is a run id, a unique prefix of one, or an alias.
+
+    A run is loaded only when its whole folder matches its run.json (see `verify_run`); when a
+    signing key is configured (`NB2PROD_SIGNING_KEY` or `NB2PROD_SIGNING_KEY_FILE`) the run must
+    carry a valid signature. A joblib (pickle) model, which runs code when loaded, is loaded from a
+    run only when the run is signed with the configured key or `trust_pickle` is true; a bare
+    joblib file only when no signing key is configured or `trust_pickle` is true."""
     path = Path(path)
     run = find_run(path)
     if run is not None:
-        return _load_run_model(run)
+        return _load_run_model(run, trust_pickle)
     import joblib
 
     if path.is_dir():
@@ -262,24 +279,237 @@ def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
                 f"{path}: no sha256 given and no {recorded.name} beside it, so the model is not loaded"
             )
         sha256 = recorded.read_text(encoding="utf-8").strip()
+    if not trust_pickle and read_signing_key() is not None:
+        raise ModelIntegrityError(
+            f"{path}: a signing key is configured and a bare joblib file carries no signature, "
+            "so it is not loaded (load a signed run, or pass --trust-pickle)"
+        )
     _verify(path, sha256)
     return joblib.load(path)
 
 
+# --- run ids, aliases and whole-run verification (the same code runs in nb2prod) -----------
+RUN_RECORD = "run.json"
+RUN_SIGNATURE = "run.json.sig"
+ALIASES_DIR = "aliases"
+SIGNING_KEY_ENV = "NB2PROD_SIGNING_KEY"
+SIGNING_KEY_FILE_ENV = "NB2PROD_SIGNING_KEY_FILE"
+SIGNATURE_ALGORITHM = "hmac-sha256"
+RUN_ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+ALIAS_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def is_run_id(text: object) -> bool:
+    """`20261130T133403Z-3f9a1c` exactly: the whole text, no trailing newline."""
+    return isinstance(text, str) and RUN_ID_PATTERN.fullmatch(text) is not None
+
+
+def is_alias_name(text: object) -> bool:
+    """A letter, then up to 63 letters, digits, '.', '_' or '-'; never '..', never a run id."""
+    return (
+        isinstance(text, str)
+        and ALIAS_PATTERN.fullmatch(text) is not None
+        and ".." not in text
+    )
+
+
+def run_folder_problems(
+    run_dir: str | os.PathLike[str], files: Mapping[str, str]
+) -> list[str]:
+    """Every way the folder differs from the files its run.json records, sorted by path.
+
+    `files` maps each relative path (all but run.json and run.json.sig) to its sha256. A file
+    missing, changed or added, and a symbolic link anywhere (a file or a folder replaced by a
+    link) or anything that is not a regular file or folder, is a problem. Recorded paths are
+    never opened directly: only what is found by walking the folder is read."""
+    root = Path(run_dir)
+    if root.is_symlink():
+        return [f"{root.name} is a symbolic link, not a run folder"]
+    if not root.is_dir():
+        return [f"{root.name} is not a folder"]
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        try:
+            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+        except OSError as exc:
+            found.append((rel_dir, f"{rel_dir}/ cannot be read ({exc.strerror})"))
+            continue
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            seen.add(rel)
+            if entry.is_symlink():
+                found.append((rel, f"{rel} is a symbolic link"))
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(rel)
+            elif rel in (RUN_RECORD, RUN_SIGNATURE) and entry.is_file():
+                continue
+            elif not entry.is_file(follow_symlinks=False):
+                found.append((rel, f"{rel} is not a regular file"))
+            elif rel not in files:
+                found.append((rel, f"{rel} was added after the run was recorded"))
+            elif not hmac.compare_digest(sha256_file(entry.path), str(files[rel])):
+                found.append(
+                    (rel, f"{rel} changed since the run was recorded (sha256 differs)")
+                )
+    for rel in files:
+        if rel not in seen:
+            found.append((rel, f"{rel} is missing"))
+    return [message for _, message in sorted(found)]
+
+
+def read_signing_key(
+    key_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> bytes | None:
+    """The HMAC key: `key_file` if given, else `$NB2PROD_SIGNING_KEY` (its UTF-8 bytes), else
+    the file named by `$NB2PROD_SIGNING_KEY_FILE`; None when none is set. A key file's trailing
+    newline is not part of the key."""
+    env = os.environ if environ is None else environ
+    if key_file is None:
+        text = env.get(SIGNING_KEY_ENV)
+        if text:
+            return text.encode("utf-8")
+        key_file = env.get(SIGNING_KEY_FILE_ENV) or None
+        if key_file is None:
+            return None
+    try:
+        key = Path(key_file).read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise SigningKeyError(
+            f"cannot read the signing key file {key_file} ({exc.strerror})"
+        ) from None
+    if not key:
+        raise SigningKeyError(f"the signing key file {key_file} is empty")
+    return key
+
+
+def signing_key_id(key: bytes) -> str:
+    """A short fingerprint naming a key in signatures (it does not reveal the key)."""
+    return hashlib.sha256(b"nb2prod signing key\0" + key).hexdigest()[:16]
+
+
+def sign_record(record: bytes, key: bytes) -> str:
+    """The text of run.json.sig for the exact bytes of a run.json."""
+    signature = hmac.new(key, record, hashlib.sha256).hexdigest()
+    data = {
+        "algorithm": SIGNATURE_ALGORITHM,
+        "key_id": signing_key_id(key),
+        "signature": signature,
+        "signed": RUN_RECORD,
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def signature_problem(run_dir: str | os.PathLike[str], key: bytes) -> str | None:
+    """Why the run's run.json.sig does not prove its run.json was signed with `key`, or None."""
+    folder = Path(run_dir)
+    path = folder / RUN_SIGNATURE
+    if path.is_symlink() or not path.is_file():
+        return (
+            f"{RUN_SIGNATURE} is missing: the run is not signed, "
+            "and a signing key is configured"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        record = (folder / RUN_RECORD).read_bytes()
+    except (OSError, ValueError):
+        return f"{RUN_SIGNATURE} is not a readable signature"
+    if not isinstance(data, dict) or data.get("algorithm") != SIGNATURE_ALGORITHM:
+        return f"{RUN_SIGNATURE} is not an {SIGNATURE_ALGORITHM} signature"
+    expected = hmac.new(key, record, hashlib.sha256).hexdigest()
+    if hmac.compare_digest(expected, str(data.get("signature", ""))):
+        return None
+    if data.get("key_id") != signing_key_id(key):
+        return (
+            f"{RUN_SIGNATURE} was made with another key (id {data.get('key_id')}), "
+            "not the configured one"
+        )
+    return (
+        f"{RUN_SIGNATURE} does not match {RUN_RECORD}: the record changed after signing"
+    )
+
+
+def read_run_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed run.json of a run folder; ModelIntegrityError names it when it is unusable."""
+    path = Path(run_dir) / RUN_RECORD
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(
+            f"{path}: not a readable run record ({exc})"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
+        raise ModelIntegrityError(f"{path}: not a run record (expected a JSON object)")
+    return data
+
+
+def run_problems(
+    run_dir: str | os.PathLike[str], record: Mapping[str, Any], key: bytes | None
+) -> list[str]:
+    """Everything wrong with a run folder given its parsed run.json: a folder named like a run
+    id that holds another run, then (with `key`) its signature, then its files."""
+    name = Path(run_dir).name
+    problems = []
+    if is_run_id(name) and record.get("run_id") != name:
+        problems.append(
+            f"{RUN_RECORD} records run {record.get('run_id')!r}, not {name}"
+        )
+    if key is not None:
+        problem = signature_problem(run_dir, key)
+        if problem:
+            problems.append(problem)
+    files = record.get("files")
+    return problems + run_folder_problems(
+        run_dir, files if isinstance(files, dict) else {}
+    )
+
+
+def verify_run(
+    run_dir: str | os.PathLike[str], key: bytes | None = None
+) -> dict[str, Any]:
+    """Check a whole run folder (signature first when `key` is given) and return its record.
+
+    ModelIntegrityError names the first problem: an unsigned or wrongly signed run, or a file
+    missing, changed, added or linked (see `run_folder_problems`)."""
+    record = read_run_record(run_dir)
+    problems = run_problems(run_dir, record, key)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelIntegrityError(
+            f"{Path(run_dir)}: {problems[0]}{more}; the run is not loaded"
+        )
+    return record
+
+
 def find_run(path: Path) -> Path | None:
-    """The run folder `path` names: a folder with run.json, or STORE/RUN_ID, STORE/PREFIX, STORE/ALIAS."""
-    if (path / "run.json").is_file():
+    """The run folder `path` names: a folder with run.json, or STORE/RUN_ID, STORE/PREFIX, STORE/ALIAS.
+
+    Alias names and the run ids aliases point at are checked like nb2prod checks them, so an
+    alias can never lead out of its store."""
+    if (path / RUN_RECORD).is_file():
         return path
     store, ref = path.parent, path.name
-    alias = store / "aliases" / f"{ref}.json"
-    if alias.is_file():
-        run_id = json.loads(alias.read_text(encoding="utf-8"))["run_id"]
+    alias = store / ALIASES_DIR / f"{ref}.json"
+    if is_alias_name(ref) and alias.is_file():
+        try:
+            run_id = json.loads(alias.read_text(encoding="utf-8")).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            raise ModelIntegrityError(f"{alias}: not a readable alias file") from None
+        if not is_run_id(run_id):
+            raise ModelIntegrityError(
+                f"{alias}: alias {ref!r} points at {run_id!r}, which is not a run id"
+            )
         return store / run_id
     if store.is_dir() and ref:
         matches = sorted(
             p
             for p in store.iterdir()
-            if p.name.startswith(ref) and (p / "run.json").is_file()
+            if is_run_id(p.name)
+            and p.name.startswith(ref)
+            and (p / RUN_RECORD).is_file()
         )
         if len(matches) == 1:
             return matches[0]
@@ -298,24 +528,38 @@ def _verify(path: Path, sha256: str) -> None:
         )
 
 
-def _load_run_model(run: Path) -> Any:
-    record = (
-        json.loads((run / "run.json").read_text(encoding="utf-8")).get("model") or {}
-    )
-    if not record.get("file"):
+def _load_run_model(run: Path, trust_pickle: bool = False) -> Any:
+    key = read_signing_key()
+    record = verify_run(run, key)
+    model = record.get("model") or {}
+    if not isinstance(model, dict) or not model.get("file"):
         raise ModelIntegrityError(f"{run}: this run recorded no model")
-    path = run / record["file"]
-    _verify(path, record["sha256"])
-    if record.get("format") == "skops":
+    path = run / str(model["file"])
+    if str(model["file"]) not in (record.get("files") or {}):
+        raise ModelIntegrityError(
+            f"{run}: the model file {model['file']} is not among the run's recorded files"
+        )
+    _verify(path, str(model.get("sha256", "")))
+    if model.get("format") == "skops":
         import skops.io
 
         untrusted = set(skops.io.get_untrusted_types(file=path))
-        unexpected = sorted(untrusted - set(record.get("trusted_types") or ()))
+        unexpected = sorted(untrusted - set(model.get("trusted_types") or ()))
         if unexpected:
             raise ModelIntegrityError(
                 f"{path}: holds types the run did not record ({', '.join(unexpected)}), so it is not loaded"
             )
         return skops.io.load(path, trusted=sorted(untrusted))
+    if model.get("format") != "joblib":
+        raise ModelIntegrityError(
+            f"{path}: unknown model format {model.get('format')!r}, so it is not loaded"
+        )
+    if key is None and not trust_pickle:
+        raise ModelIntegrityError(
+            f"{path}: a joblib (pickle) model can run code when loaded, and the run is not "
+            "signed: set NB2PROD_SIGNING_KEY to the key the run was signed with, "
+            "or pass --trust-pickle"
+        )
     import joblib
 
     return joblib.load(path)
@@ -475,13 +719,16 @@ def train_main(
 
 
 def predict_main(argv: Sequence[str] | None, predict: Any, program: str) -> int:
-    """The generated `NAME-predict MODEL INPUT [--sha256 HEX]` command: JSON lines out.
-    MODEL is a model file or folder, a run folder, or STORE/RUN (a run id or an alias).
+    """The generated `NAME-predict MODEL INPUT [--sha256 HEX] [--trust-pickle]` command:
+    JSON lines out. MODEL is a model file or folder, a run folder, or STORE/RUN (a run id or
+    an alias); a run is verified whole (and its signature, when a key is configured).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    trust_pickle = "--trust-pickle" in args
+    args = [a for a in args if a != "--trust-pickle"]
     if args[:1] in (["-h"], ["--help"]) or len(args) < 2:
         print(
-            f"usage: {program}-predict MODEL INPUT [--sha256 HEX]  (INPUT: CSV or JSON lines, - for stdin)"
+            f"usage: {program}-predict MODEL INPUT [--sha256 HEX] [--trust-pickle]  (INPUT: CSV or JSON lines, - for stdin)"
         )
         return 0 if args[:1] in (["-h"], ["--help"]) else 2
     sha256 = None
@@ -490,7 +737,7 @@ def predict_main(argv: Sequence[str] | None, predict: Any, program: str) -> int:
         sha256 = args[position + 1] if position + 1 < len(args) else None
         del args[position : position + 2]
     try:
-        model = load_model(args[0], sha256)
+        model = load_model(args[0], sha256, trust_pickle=trust_pickle)
         inputs = read_inputs(args[1])
         outputs = predict(model, inputs)
     except (ModelIntegrityError, OSError, ValueError) as exc:
