@@ -42,6 +42,22 @@ class ExtensionState:
     builds: Executor
     quick: Executor
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    jobs: dict[str, Any] = field(default_factory=dict)  # training jobs by id (nb2prod.jupyter.training)
+
+    def training_of(self, notebook: str) -> Any:
+        """The running training job of one notebook (by its real path), if any."""
+        return next((j for j in self.jobs.values() if j.notebook == notebook and j.state == "running"), None)
+
+    def stop_jobs(self) -> None:
+        """Kill the process groups of running training jobs (the server is stopping)."""
+        import signal
+
+        for job in self.jobs.values():
+            if job.state == "running" and job.process is not None and job.process.returncode is None:
+                try:
+                    os.killpg(job.process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def lock_for(self, notebook: str) -> asyncio.Lock:
         """The lock of one notebook (by its real path): builds of it run one at a time."""
@@ -332,16 +348,16 @@ class InspectHandler(Nb2prodHandler):
 
 def setup_handlers(serverapp: Any) -> None:
     """Register the endpoints under the server's base URL."""
+    import atexit
+
+    from nb2prod.jupyter.lifecycle import ROUTES
+
     web_app = serverapp.web_app
-    web_app.settings["nb2prod"] = ExtensionState(
+    state = ExtensionState(
         builds=WorkerPool(BUILD_WORKERS, name="nb2prod-build"), quick=WorkerPool(QUICK_WORKERS, name="nb2prod-quick")
     )
+    web_app.settings["nb2prod"] = state
+    atexit.register(state.stop_jobs)
     base = web_app.settings["base_url"]
-    web_app.add_handlers(
-        ".*$",
-        [
-            (url_path_join(base, "nb2prod", "build"), BuildHandler),
-            (url_path_join(base, "nb2prod", "check"), CheckHandler),
-            (url_path_join(base, "nb2prod", "inspect"), InspectHandler),
-        ],
-    )
+    routes = [("build", BuildHandler), ("check", CheckHandler), ("inspect", InspectHandler), *ROUTES]
+    web_app.add_handlers(".*$", [(url_path_join(base, "nb2prod", route), handler) for route, handler in routes])
