@@ -302,7 +302,8 @@ export class Nb2prodSidePanel extends Widget {
         return;
       }
       if (this._job.state !== 'running') {
-        await this._loadRuns(false);
+        await this.refresh(); // training builds first: the build state changes too
+        return;
       }
       this._render();
       this._poll(panel);
