@@ -73,6 +73,7 @@ export async function goToCell(
       const lines = cell.model.sharedModel.getSource().split('\n').length;
       cell.editor.setCursorPosition({ line: Math.min(Math.max(line - 1, 0), lines - 1), column: 0 });
       cell.node.dataset.nb2prodLine = String(line);
+      notebook.mode = 'command'; // placing the cursor must not leave the notebook in edit mode
     }
     cell.node.classList.add('jp-nb2prod-flash');
     window.setTimeout(() => cell.node.classList.remove('jp-nb2prod-flash'), 1600);
