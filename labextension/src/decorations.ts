@@ -7,7 +7,7 @@ import { Notebook, NotebookPanel } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
 
 import { IFinding, ILocation } from './api';
-import { roleOfTag, roleTags } from './roles';
+import { directives, roleOfTag, roleTags } from './roles';
 
 const TAGGED_CLASS = 'jp-nb2prod-tagged';
 const BADGES_CLASS = 'jp-nb2prod-badges';
@@ -53,10 +53,14 @@ export function cellIndexOf(
   return null;
 }
 
-/** Make the cell at `index` the only selected, active cell and scroll it into view. */
+/**
+ * Make the cell at `index` the only selected, active cell, scroll it into view and, when a
+ * line is given, put the editor's cursor on that line; the notebook stays in command mode.
+ */
 export async function goToCell(
   panel: NotebookPanel,
-  index: number
+  index: number,
+  line: number | null = null
 ): Promise<void> {
   const notebook = panel.content;
   notebook.mode = 'command';
@@ -65,6 +69,12 @@ export async function goToCell(
   const cell = notebook.widgets[index];
   if (cell) {
     await notebook.scrollToCell(cell, 'center');
+    if (line !== null && line !== undefined && cell.editor) {
+      const lines = cell.model.sharedModel.getSource().split('\n').length;
+      cell.editor.setCursorPosition({ line: Math.min(Math.max(line - 1, 0), lines - 1), column: 0 });
+      cell.node.dataset.nb2prodLine = String(line);
+      notebook.mode = 'command'; // placing the cursor must not leave the notebook in edit mode
+    }
     cell.node.classList.add('jp-nb2prod-flash');
     window.setTimeout(() => cell.node.classList.remove('jp-nb2prod-flash'), 1600);
   }
@@ -72,9 +82,21 @@ export async function goToCell(
 }
 
 function renderBadges(cell: Cell): void {
-  const tags = roleTags(cell.model);
+  // Tag roles and `#|` directive roles look the same: a badge per role, in the cell's order.
+  const badges = [
+    ...roleTags(cell.model).map(tag => ({
+      text: tag.replace(/\s+/g, ''),
+      role: roleOfTag(tag) ?? 'other',
+      title: `nb2prod role (tag): ${tag}`
+    })),
+    ...directives(cell.model).map(d => ({
+      text: d.text.replace(/\s+/g, ''),
+      role: d.role,
+      title: `nb2prod role (directive on line ${d.line}): #| ${d.text}`
+    }))
+  ];
   let holder = cell.node.querySelector<HTMLElement>(`:scope > .${BADGES_CLASS}`);
-  if (tags.length === 0) {
+  if (badges.length === 0) {
     holder?.remove();
     cell.node.classList.remove(TAGGED_CLASS);
     return;
@@ -85,12 +107,11 @@ function renderBadges(cell: Cell): void {
     cell.node.insertBefore(holder, cell.node.firstChild);
   }
   holder.replaceChildren(
-    ...tags.map(tag => {
+    ...badges.map(item => {
       const badge = document.createElement('span');
-      const role = roleOfTag(tag) ?? 'other';
-      badge.className = `${BADGE_CLASS} ${BADGE_CLASS}-${role}`;
-      badge.textContent = tag.replace(/\s+/g, '');
-      badge.title = `nb2prod role: ${tag}`;
+      badge.className = `${BADGE_CLASS} ${BADGE_CLASS}-${item.role}`;
+      badge.textContent = item.text;
+      badge.title = item.title;
       return badge;
     })
   );
@@ -156,6 +177,7 @@ export class CellDecorator implements IDisposable {
     this._panel.content.model?.cells.changed.disconnect(this._schedule, this);
     for (const model of this._watched) {
       model.metadataChanged.disconnect(this._schedule, this);
+      model.contentChanged.disconnect(this._schedule, this);
     }
     this._watched.clear();
   }
@@ -185,6 +207,7 @@ export class CellDecorator implements IDisposable {
       if (!this._watched.has(cell.model)) {
         this._watched.add(cell.model);
         cell.model.metadataChanged.connect(this._schedule, this);
+        cell.model.contentChanged.connect(this._schedule, this);
       }
       renderBadges(cell);
       renderFindings(cell, this._findings.get(cell.model.id) ?? []);

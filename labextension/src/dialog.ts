@@ -39,7 +39,7 @@ function cellLink(
   link.addEventListener('click', event => {
     event.preventDefault();
     close();
-    void goToCell(panel, index);
+    void goToCell(panel, index, location.line);
   });
   return link;
 }

@@ -1,12 +1,16 @@
 /**
  * nb2prod in JupyterLab: an "Export to production" toolbar button on notebooks, commands to
- * give cells a role, role badges on tagged cells and findings shown on their cells.
+ * give cells a role, role badges on tagged cells (tags and `#|` directives), findings shown on
+ * their cells and re-checked on every save, and the nb2prod side panel (build state, training
+ * with overrides, runs, diff, promote and roll back).
  */
 import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, Notification, ToolbarButton } from '@jupyterlab/apputils';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { LabIcon } from '@jupyterlab/ui-components';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import {
   INotebookModel,
@@ -19,7 +23,8 @@ import { Menu } from '@lumino/widgets';
 import { IFinding, RequestError, requestBuild, requestInspect } from './api';
 import { CellDecorator } from './decorations';
 import { showBuildDialog, showFailure } from './dialog';
-import { ROLES, Role, addRole, hasRole, removeRoles } from './roles';
+import { IPanelSettings, Nb2prodSidePanel } from './panel';
+import { ROLES, Role, addRole, directives, hasAnyRole, removeDirectives, removeRoles } from './roles';
 
 const PLUGIN_ID = 'nb2prod:plugin';
 
@@ -27,6 +32,7 @@ namespace CommandIDs {
   export const exportNotebook = 'nb2prod:export';
   export const inspect = 'nb2prod:inspect';
   export const removeRoles = 'nb2prod:remove-roles';
+  export const openPanel = 'nb2prod:open-panel';
   export const setRole = (role: Role) => `nb2prod:set-role-${role}`;
 }
 
@@ -47,6 +53,43 @@ function decoratorOf(panel: NotebookPanel): CellDecorator {
 function serverPath(app: JupyterFrontEnd, panel: NotebookPanel): string {
   return app.serviceManager.contents.localPath(panel.context.path);
 }
+
+/** Re-run inspect on save, debounced: findings that no longer hold disappear, new ones show. */
+const SAVE_DEBOUNCE_MS = 400;
+const saveTimers = new WeakMap<NotebookPanel, number>();
+
+function watchSaves(app: JupyterFrontEnd, panel: NotebookPanel, onChecked: (panel: NotebookPanel) => void): void {
+  panel.context.saveState.connect((_, state) => {
+    if (state !== 'completed') {
+      return;
+    }
+    window.clearTimeout(saveTimers.get(panel));
+    saveTimers.set(
+      panel,
+      window.setTimeout(() => void refreshFindings(app, panel).then(() => onChecked(panel)), SAVE_DEBOUNCE_MS)
+    );
+  });
+}
+
+/** Ask the server for the notebook's findings and draw them (also after a page reload). */
+async function refreshFindings(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
+  await panel.context.ready;
+  try {
+    const reply = await requestInspect(serverPath(app, panel));
+    if (!panel.isDisposed) {
+      decoratorOf(panel).setFindings(reply.findings);
+    }
+  } catch (error) {
+    console.warn('nb2prod: inspect failed:', error);
+  }
+}
+
+const SIDEBAR_ICON = new LabIcon({
+  name: 'nb2prod:panel',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 16 16">' +
+    '<path class="jp-icon3" fill="#616161" d="M2 2h12v3H2zm0 4.5h7v3H2zm0 4.5h12v3H2zm8.5-4.5H14v3h-3.5z"/></svg>'
+});
 
 /** Panels with a build running, so one click cannot start a second build of the same notebook. */
 const building = new WeakSet<NotebookPanel>();
@@ -135,13 +178,39 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Export a tagged notebook to production with nb2prod.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ICommandPalette],
+  optional: [ICommandPalette, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     const { commands } = app;
+    const settings: IPanelSettings = { storeFolder: '', defaultAlias: 'production', engine: 'papermill' };
+    const sidebar = new Nb2prodSidePanel({
+      serverPath: panel => serverPath(app, panel),
+      settings: () => settings,
+      showFindings: (panel, findings) => decoratorOf(panel).setFindings(findings)
+    });
+    sidebar.title.icon = SIDEBAR_ICON;
+    app.shell.add(sidebar, 'left', { rank: 650 });
+    if (settingRegistry) {
+      void settingRegistry
+        .load(PLUGIN_ID)
+        .then(loaded => {
+          const apply = () => {
+            settings.storeFolder = String(loaded.get('storeFolder').composite ?? '');
+            settings.defaultAlias = String(loaded.get('defaultAlias').composite ?? 'production') || 'production';
+            settings.engine = String(loaded.get('engine').composite ?? 'papermill');
+            void sidebar.refresh();
+          };
+          apply();
+          loaded.changed.connect(apply);
+        })
+        .catch(error => console.warn('nb2prod: settings not loaded:', error));
+    }
+    tracker.currentChanged.connect((_, panel) => sidebar.setNotebook(panel));
+    sidebar.setNotebook(tracker.currentWidget);
     const current = (): NotebookPanel | null => tracker.currentWidget;
     const hasNotebook = () => current() !== null;
     const selectedModels = () => {
@@ -182,7 +251,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         isEnabled: hasNotebook,
         isToggled: () => {
           const models = selectedModels().filter(model => model.type === 'code');
-          return models.length > 0 && models.every(model => hasRole(model, role));
+          return models.length > 0 && models.every(model => hasAnyRole(model, role));
         },
         execute: () => {
           // Roles belong to code cells; a markdown cell in the selection is left as it is.
@@ -197,12 +266,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     commands.addCommand(CommandIDs.removeRoles, {
       label: 'nb2prod: remove nb2prod roles',
-      caption: 'Remove every nb2prod role tag from the selected cells',
+      caption: 'Remove every nb2prod role (tags and #| directive lines) from the selected cells',
       isEnabled: hasNotebook,
       execute: () => {
+        let removed = 0;
         for (const model of selectedModels()) {
+          const lines = directives(model).map(d => d.line);
+          removed += removeDirectives(model);
           removeRoles(model);
+          if (lines.length) {
+            Notification.info(`nb2prod: removed the role directive line${lines.length === 1 ? '' : 's'} ${lines.join(', ')}.`, {
+              autoClose: 4000
+            });
+          }
         }
+        return removed;
+      }
+    });
+
+    commands.addCommand(CommandIDs.openPanel, {
+      label: 'nb2prod: open the side panel',
+      caption: 'Build state, training, runs, promote and roll back for the current notebook',
+      execute: () => {
+        app.shell.activateById(sidebar.id);
+        void sidebar.refresh();
       }
     });
 
@@ -214,6 +301,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         palette.addItem({ command: CommandIDs.setRole(role), category });
       }
       palette.addItem({ command: CommandIDs.removeRoles, category });
+      palette.addItem({ command: CommandIDs.openPanel, category });
     }
 
     const roleMenu = new Menu({ commands });
@@ -239,6 +327,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.docRegistry.addWidgetExtension('Notebook', new ExportButtonExtension(app));
     tracker.widgetAdded.connect((_, panel) => {
       decoratorOf(panel);
+      // Findings come from the server when a notebook opens (so they survive a page reload)
+      // and again after every save.
+      void refreshFindings(app, panel);
+      watchSaves(app, panel, saved => {
+        if (saved === sidebar.notebook) {
+          void sidebar.refresh();
+        }
+      });
     });
   }
 };

@@ -96,3 +96,54 @@ export function removeRoles(model: ICellModel): boolean {
 export function hasRole(model: ICellModel, role: Role): boolean {
   return getTags(model).some(tag => roleOfTag(tag) === role);
 }
+
+/** A `#|` directive line at the top of a code cell that gives the cell a role. */
+export interface IDirective {
+  text: string; // what follows `#|`, e.g. "export: features"
+  line: number; // 1-based line in the cell
+  role: Role;
+}
+
+/**
+ * The role directives of a cell, read as the command line reads them: `#|` comment lines at
+ * the top of a code cell (blank lines allowed between them), each naming a role.
+ */
+export function directives(model: ICellModel): IDirective[] {
+  if (model.type !== 'code') {
+    return [];
+  }
+  const found: IDirective[] = [];
+  const lines = model.sharedModel.getSource().split('\n');
+  for (let index = 0; index < lines.length; index++) {
+    const stripped = lines[index].trim();
+    if (!stripped) {
+      continue;
+    }
+    if (!stripped.startsWith('#|')) {
+      break;
+    }
+    const text = stripped.slice(2).trim();
+    const role = roleOfTag(text);
+    if (role !== null) {
+      found.push({ text, line: index + 1, role });
+    }
+  }
+  return found;
+}
+
+/** Remove the role directive lines of a cell; other lines (and other directives) stay. */
+export function removeDirectives(model: ICellModel): number {
+  const found = directives(model);
+  if (found.length === 0) {
+    return 0;
+  }
+  const drop = new Set(found.map(d => d.line - 1));
+  const lines = model.sharedModel.getSource().split('\n');
+  model.sharedModel.setSource(lines.filter((_, index) => !drop.has(index)).join('\n'));
+  return found.length;
+}
+
+/** Whether the cell carries this role, by a tag or by a directive. */
+export function hasAnyRole(model: ICellModel, role: Role): boolean {
+  return hasRole(model, role) || directives(model).some(d => d.role === role);
+}

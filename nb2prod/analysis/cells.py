@@ -18,6 +18,8 @@ from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
 
 CACHE_VERSION = 2  # bump when PreparedCell changes
+# Findings that depend on the process (its stack, recursion limit, memory), not on the code alone.
+ENVIRONMENT_DEPENDENT = frozenset({"too-complex"})
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ def prepare_cell_cached(code: str, roles: frozenset[str], tagged: bool) -> Prepa
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
         pass
     prepared = prepare_cell(code, roles, tagged)
+    if any(event.code in ENVIRONMENT_DEPENDENT for event in prepared.events):
+        return prepared  # another process (a larger stack or recursion limit) may succeed: never cached
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

@@ -21,4 +21,6 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from nb2prod.jupyter.handlers import setup_handlers
 
     setup_handlers(serverapp)
-    serverapp.log.info("nb2prod: server extension loaded (POST /nb2prod/build, /nb2prod/check, /nb2prod/inspect)")
+    serverapp.log.info(
+        "nb2prod: server extension loaded (/nb2prod/build, check, inspect, runs, train, jobs, promote, rollback)"
+    )
