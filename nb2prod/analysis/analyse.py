@@ -565,6 +565,18 @@ class _Analyser:
                 related=definer_cell,
                 role=role,
             )
+        elif (broken := self._broken_mentioning(name)) is not None:
+            if broken.roles:
+                return  # the cell's syntax error is reported; fixing it may define the name
+            self.error(
+                "undefined-name",
+                f"{name!r} may be defined in untagged cell {broken.index + 1} (id {broken.cell.id}), which is not valid Python, so nb2prod cannot tell",
+                user.roled,
+                line,
+                fix=f"Fix the syntax of cell {broken.index + 1}, and tag it if the {role} code needs it.",
+                related=broken,
+                role=role,
+            )
         else:
             self.error(
                 "undefined-name",
@@ -574,6 +586,19 @@ class _Analyser:
                 fix="Define or import it in a tagged cell.",
                 role=role,
             )
+
+    def _broken_mentioning(self, name: str) -> RoledCell | None:
+        """A cell that could not be analysed (a syntax error) and mentions `name`: tagged ones first."""
+        pattern = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])")
+        untagged = [
+            c
+            for c in self.cells
+            if c.cell.cell_type == "code" and not c.roles and c.index not in self._untagged() and pattern.search(c.code)
+        ]
+        for roled in [*self.broken, *untagged]:
+            if pattern.search(roled.code):
+                return roled
+        return None
 
     def _first_line(self, code_cell: CodeCell, name: str) -> int | None:
         return dict(code_cell.names.uses).get(name)
@@ -603,7 +628,12 @@ class _Analyser:
     def _check_model_and_predict(self, job_cells: tuple[CodeCell, ...], predict_cells: tuple[CodeCell, ...]) -> None:
         variable = self.config.model_variable
         train_cells = [c for c in job_cells if "train" in c.roles]
-        if train_cells and not any(variable in c.names.binds for c in train_cells):
+        broken_roles = {r for c in self.broken for r in c.roles}
+        if (
+            train_cells
+            and not any(variable in c.names.binds for c in train_cells)
+            and not any("train" in c.roles and variable in c.code for c in self.broken)
+        ):
             self.error(
                 "no-model",
                 f"no train cell assigns the model variable {variable!r}",
@@ -611,11 +641,15 @@ class _Analyser:
                 fix=f"Assign the fitted model to {variable!r}, or set model_variable in [tool.nb2prod] or metadata.nb2prod.",
                 role="train",
             )
-        if job_cells and not train_cells:
+        if job_cells and not train_cells and "train" not in broken_roles:
             self.error(
                 "no-train", "metrics cells need a train cell that fits the model", job_cells[0].roled, role="metrics"
             )
-        if predict_cells and not any(_defines_function(c.code, "predict") for c in predict_cells):
+        if (
+            predict_cells
+            and not any(_defines_function(c.code, "predict") for c in predict_cells)
+            and "predict" not in broken_roles
+        ):
             self.error(
                 "no-predict-function",
                 "the predict cell does not define `predict(model, inputs)`",
@@ -637,7 +671,7 @@ class _Analyser:
                         role="predict",
                     )
         parameter_cells = [c for c in self.code_cells.values() if "parameters" in c.roles]
-        if parameter_cells and not job_cells:
+        if parameter_cells and not job_cells and not broken_roles & {"train", "metrics"}:
             self.note(
                 "parameters-unused",
                 "the notebook has parameters but no train cell, so no training job is generated and the parameters are unused",
@@ -656,6 +690,7 @@ class _Analyser:
             job_cells
             and any("metrics" in c.roles for c in job_cells)
             and not any("metrics" in c.names.binds for c in job_cells)
+            and "metrics" not in broken_roles
         ):
             self.note(
                 "no-metrics-dict",
