@@ -425,21 +425,29 @@ class _Analyser:
                 elif role == "test" and roles & JOB_ROLES and binder.index != user.index:
                     from_job.append(name)
                 continue
-            stars = self._star_imports(user, accepted)
+            stars = self._star_imports(user, accepted, name)
             if stars:
                 needs.imports.update(stars)  # the name may come from any of them
                 continue
             self._unresolved(user, role, name, line, needs)
         return from_job
 
-    def _star_imports(self, user: CodeCell, accepted: frozenset[str]) -> list[str]:
-        """`from x import *` statements of cells whose names `user` can see (run before it, or exported)."""
+    def _star_imports(self, user: CodeCell, accepted: frozenset[str], name: str) -> list[str]:
+        """`from x import *` statements, of cells whose names `user` can see (run before it, or
+        exported), that may provide `name`. None when a cell binds `name` otherwise (that is where it
+        comes from in the notebook), nor from a standard-library module that does not export it."""
+        if self._binders(name) or any(name in c.names.binds for c in self._untagged().values()):
+            return []
         found = []
         for code_cell in self.code_cells.values():
             roles = code_cell.roles & accepted
             if not roles or (roles <= ORDERED_ROLES and code_cell.index > user.index):
                 continue
-            found.extend(b.statement for b in code_cell.names.imports if b.name == "*")
+            found.extend(
+                b.statement
+                for b in code_cell.names.imports
+                if b.name == "*" and _star_may_provide(b.module, b.level, name)
+            )
         return found
 
     # -- untagged cells that change tagged names -------------------------------------------
@@ -832,6 +840,24 @@ def _statement_module(statement: str) -> str:
         return words[1]
     module = words[1]
     return "" if module.startswith(".") else module
+
+
+def _star_may_provide(module: str, level: int, name: str) -> bool:
+    """Whether `from module import *` may bind `name`: checked for standard-library modules (importing
+    them has no side effects), assumed for any other."""
+    import importlib
+    import sys
+
+    if level or module.split(".")[0] not in sys.stdlib_module_names:
+        return True
+    try:
+        imported = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - whatever stops the import, the name may still come from it
+        return True
+    public = getattr(imported, "__all__", None)
+    if public is None:
+        public = [n for n in dir(imported) if not n.startswith("_")]
+    return name in public
 
 
 def _restore_imports(code_cell: CodeCell, starts: set[int]) -> CodeCell:

@@ -247,6 +247,21 @@ def test_every_star_import_is_kept_and_the_job_imports_them(tmp_path: Path) -> N
     assert recorded["papermill"] == recorded["python"] == notebook_metrics(path) == {"value": 8.0}
 
 
+def test_a_star_import_does_not_hide_a_name_defined_elsewhere_or_missing(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("from math import *", "export"),
+            cell("values = [1]"),
+            cell("model = floor(2.5) + len(values) + unknown_name", "train"),
+        ],
+    )
+    errors = sorted(f.message for f in findings(path) if f.severity == "error")
+    assert len(errors) == 2
+    assert "'unknown_name' is not defined in any cell" in errors[0]
+    assert "'values' is defined only in untagged cell 2" in errors[1]
+
+
 # -- defect 4: a name read before its cell rebinds it --------------------------------------------
 def test_metrics_shadowing_the_sklearn_module_in_the_same_cell(tmp_path: Path) -> None:
     path = write_notebook(
