@@ -229,15 +229,15 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
                     Finding(
                         "note",
                         "invalid-cell-id",
-                        f"the cell id {str(cell_id)[:40]!r} is not a valid nbformat id; nb2prod calls it cell-{index}.",
+                        f"the cell id {str(cell_id)[:40]!r} is not a valid nbformat id; nb2prod calls it cell-{index + 1}.",
                         where,
                     )
                 )
             else:
                 missing += 1
-            cell_id = f"cell-{index}"
+            cell_id = f"cell-{index + 1}"  # numbered like every message: 1-based, every cell counted
         if cell_id in seen:
-            new_id = f"{cell_id}-{index}"
+            new_id = f"{cell_id}-{index + 1}"
             notes.append(
                 Finding(
                     "note",
@@ -254,7 +254,7 @@ def _read_cells(raw_cells: list[Any], name: str) -> tuple[list[Cell], list[Findi
             Finding(
                 "note",
                 "missing-cell-ids",
-                f"{missing} cell(s) have no id (nbformat before 4.5); nb2prod numbers them cell-N.",
+                f"{missing} cell(s) have no id (nbformat before 4.5); nb2prod calls them cell-N, N being the cell's number (1-based, as in every message).",
                 Location(name),
             )
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nb2prod import __version__, escape
-from nb2prod.analysis.analyse import Analysis, CodeCell
+from nb2prod.analysis.analyse import Analysis, CodeCell, Needs, statement_binds
 from nb2prod.formatting import FormatJob
 
 
@@ -37,7 +37,20 @@ def chunk_format_job(index: int, cell_id: str, code: str, indent: int) -> tuple[
     while lead < len(lines) and not lines[lead].strip():
         lead += 1
     body = "\n".join(lines[lead:]).rstrip() + "\n"
+    if indent and not _has_statements(body):
+        # A cell left with nothing to run once its imports are hoisted (only imports, comments or a
+        # display magic) still needs a statement inside the function it is placed in.
+        body = (body if body.strip() else "") + "pass\n"
     return FormatJob(f"# Notebook cell {index + 1} (id {escape.py_comment(cell_id)}).\n{body}", indent), lead
+
+
+def _has_statements(code: str) -> bool:
+    import ast
+
+    try:
+        return bool(ast.parse(code).body)
+    except SyntaxError:
+        return True  # reported by the analysis; never reached for cells that build
 
 
 def chunk_shapes(roles: frozenset[str], has_test_functions: bool) -> list[tuple[int, bool]]:
@@ -57,6 +70,7 @@ class TestPlan:
     chunk: Chunk
     wrap: bool  # plain asserts become `def test_cell_N()`; `def test_*` cells stay as written
     job_names: tuple[str, ...]
+    local_imports: tuple[str, ...] = ()  # imports of names the wrapped cell rebinds (see split_imports)
 
 
 @dataclass(frozen=True)
@@ -113,10 +127,12 @@ def plan_build(analysis: Analysis) -> Plan:
         schema = {p.name: p.schema() for p in analysis.parameters}
         files.append(PlannedFile(f"{src}/params.py", "package/params.py.j2", {**base, "schema": schema}))
         chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 4) for cell in analysis.job_cells)
+        imports, package_imports, local_imports = split_imports(analysis.job_needs, analysis.job_bound, ".")
         context = {
             **base,
-            "imports": analysis.job_needs.sorted_imports(),
-            "package_imports": analysis.job_needs.sorted_package(),
+            "imports": imports,
+            "package_imports": package_imports,
+            "local_imports": local_imports,
         }
         files.append(PlannedFile(f"{src}/train.py", "package/train.py.j2", context, chunks))
         job_chunks = tuple(
@@ -135,7 +151,9 @@ def plan_build(analysis: Analysis) -> Plan:
     for cell in analysis.test_cells:
         wrap = not cell.has_test_functions
         chunk = Chunk(next(keys), cell, "test", 4 if wrap else 0)
-        tests.append(TestPlan(chunk, wrap, analysis.test_uses_job.get(cell.index, ())))
+        job_names = analysis.test_uses_job.get(cell.index, ())
+        local = split_imports(analysis.test_needs, cell.names.binds - set(job_names), f"{package}.")[2] if wrap else ()
+        tests.append(TestPlan(chunk, wrap, job_names, local))
     test_needs = analysis.test_needs
     if tests:
         context = {
@@ -197,6 +215,29 @@ def _one_line_expression(expression: str | None) -> str | None:
     import ast
 
     return ast.unparse(ast.parse(expression, mode="eval"))
+
+
+def split_imports(
+    needs: Needs, rebound: frozenset[str] | set[str], package_prefix: str
+) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
+    """(module-level imports, module-level package imports, imports for the top of the function).
+
+    Cell code placed in a function (`run`, `test_cell_N`) runs in the function's local scope, where a
+    name the code assigns anywhere is local everywhere: reading it before the assignment would
+    raise UnboundLocalError instead of reading the imported value, as top-level notebook code
+    does. So the imports of such names are made at the top of the function, as locals."""
+    imports = needs.sorted_imports()
+    module_level = tuple(s for s in imports if statement_binds(s) == "*" or statement_binds(s) not in rebound)
+    local = [s for s in imports if s not in module_level]
+    package: list[tuple[str, tuple[str, ...]]] = []
+    for module, names in needs.sorted_package():
+        kept = tuple(n for n in names if n not in rebound)
+        moved = tuple(n for n in names if n in rebound)
+        if kept:
+            package.append((module, kept))
+        if moved:
+            local.append(f"from {package_prefix}{module} import {', '.join(moved)}")
+    return module_level, tuple(package), tuple(local)
 
 
 def _names_in(expression: str | None) -> set[str]:

@@ -6,7 +6,8 @@ same roles so that their notebooks build without edits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from nb2prod.errors import Finding, Location
 from nb2prod.notebook import Cell, Notebook
@@ -23,6 +24,15 @@ ALIASES = {
     "pipeline-parameters": "parameters",  # Kale
     "pipeline-metrics": "metrics",  # Kale
 }
+# Kale's own markers (its notebook processor's tag language), by the kind of Kale block they open.
+KALE_KINDS = {
+    "imports": "imports",
+    "functions": "functions",
+    "pipeline-parameters": "pipeline-parameters",
+    "pipeline-metrics": "pipeline-metrics",
+}
+KALE_STEP = re.compile(r"^(step|block):([_a-z][_a-z0-9]*)?$")  # `step:NAME` is Kale's current `block:NAME`
+KALE_METRIC_LINE = re.compile(r"^print\(([a-z](?:[_a-z0-9]{0,62}[a-z0-9])?)\)$")
 # Markers that are known and carry no role of their own.
 IGNORED = {
     "hide",
@@ -69,6 +79,7 @@ class Marker:
     module: str | None = None
     internal: bool = False
     default_module: str | None = None
+    kale: str | None = None  # the Kale block kind ("step", "imports", ...) for Kale markers
 
 
 def resolve_roles(notebook: Notebook) -> tuple[tuple[RoledCell, ...], tuple[Finding, ...]]:
@@ -92,8 +103,16 @@ def resolve_roles(notebook: Notebook) -> tuple[tuple[RoledCell, ...], tuple[Find
         parsed.append((cell, markers, code))
 
     cells: list[RoledCell] = []
+    kale_block: RoledCell | None = None  # the Kale block an untagged cell continues
     for cell, markers, code in parsed:
+        if cell.cell_type != "code":
+            cells.append(RoledCell(cell, frozenset(), None, False, code))
+            continue
         roles = {m.role for m in markers if m.role}
+        if not roles and kale_block is not None:
+            # Kale merges an untagged cell into the block of the tagged cell before it.
+            cells.append(replace(kale_block, cell=cell, code=code))
+            continue
         module = None
         internal = False
         if "export" in roles:
@@ -105,8 +124,39 @@ def resolve_roles(notebook: Notebook) -> tuple[tuple[RoledCell, ...], tuple[Find
         if "skip" in roles:
             roles = {"skip"}
             module = None
-        cells.append(RoledCell(cell, frozenset(roles), module, internal, code))
-    return tuple(cells), tuple(notes)
+        roled = RoledCell(cell, frozenset(roles), module, internal, code)
+        cells.append(roled)
+        if "skip" not in roles:  # Kale does not continue a skipped cell, nor does a skip end a block
+            kale_block = roled if any(m.kale for m in markers) else None
+    return _kale_metrics(tuple(cells), parsed), tuple(notes)
+
+
+def _kale_metrics(cells: tuple[RoledCell, ...], parsed: list[tuple[Cell, list[Marker], str]]) -> tuple[RoledCell, ...]:
+    """Kale records, from its `pipeline-metrics` cells (and the untagged cells continuing them), every
+    `print(name)` line as the metric `name` (underscores become dashes). Such a cell ends with the same
+    record as a `metrics` dict, on a line after its own code."""
+    kale_metrics = {c.index for c, markers, _ in parsed if any(m.kale == "pipeline-metrics" for m in markers)}
+    out = list(cells)
+    first = True
+    block = False
+    for position, roled in enumerate(cells):
+        if roled.cell.cell_type != "code":
+            continue
+        if roled.index in kale_metrics:
+            block = True
+        elif roled.roles and roled.roles != frozenset({"metrics"}):
+            block = False
+        if not block or "metrics" not in roled.roles:
+            continue
+        lines = [line.strip() for line in roled.code.split("\n") if line.strip()]
+        names = [KALE_METRIC_LINE.match(line) for line in lines]
+        if not lines or not all(names):
+            continue
+        entries = ", ".join(f"{m.group(1).replace('_', '-')!r}: {m.group(1)}" for m in names if m)
+        record = f"metrics = {{{entries}}}" if first else f"metrics = {{**metrics, {entries}}}"
+        first = False
+        out[position] = replace(roled, code=roled.code.rstrip("\n") + "\n" + record)
+    return tuple(out)
 
 
 def _read_directives(cell: Cell, notebook: Notebook, notes: list[Finding]) -> tuple[list[Marker], str]:
@@ -133,14 +183,14 @@ def _parse_marker(
     lowered = word.lower()
     if lowered == "default_exp":
         return Marker(None, default_module=argument or None)
-    if lowered.startswith("block:") or lowered == "block":  # Kale pipeline step
-        return Marker("train")
+    if KALE_STEP.match(lowered) or lowered in ("block", "step"):  # Kale pipeline step
+        return Marker("train", kale="step")
     if lowered.startswith("prev:"):
         return Marker(None)
     role = ALIASES.get(lowered, lowered)
     if role in ROLES:
         module = argument if role == "export" and argument else None
-        return Marker(role, module=module, internal=lowered == "exporti")
+        return Marker(role, module=module, internal=lowered == "exporti", kale=KALE_KINDS.get(lowered))
     if lowered in IGNORED or not lowered:
         return None
     guess = _near_role(lowered)
@@ -159,7 +209,7 @@ def _parse_marker(
 def _split_marker(text: str) -> tuple[str, str]:
     """`export: features`, `export:features` and nbdev's `export features` all name a module."""
     text = text.strip()
-    if text.lower().startswith(("block:", "prev:")):
+    if text.lower().startswith(("block:", "step:", "prev:")):
         return text, ""
     for separator in (":", " "):
         if separator in text:

@@ -24,7 +24,11 @@ def test_reads_nbformat_4_cells_and_tags(small_notebook: Path) -> None:
 def test_v3_is_upgraded_with_stable_ids() -> None:
     first = read_notebook(FIXTURES / "v3_notebook.ipynb")
     second = read_notebook(FIXTURES / "v3_notebook.ipynb")
-    assert [c.id for c in first.cells] == [c.id for c in second.cells] == [f"cell-{i}" for i in range(len(first.cells))]
+    assert (
+        [c.id for c in first.cells]
+        == [c.id for c in second.cells]
+        == [f"cell-{i + 1}" for i in range(len(first.cells))]
+    )
     assert any(n.code == "upgraded-nbformat" for n in first.notes)
     assert any("alpha = 0.5" in c.source for c in first.cells)
 
@@ -65,14 +69,14 @@ def test_missing_ids_are_numbered(tmp_path: Path) -> None:
         del item["id"]
     path.write_text(json.dumps(data))
     nb = read_notebook(path)
-    assert [c.id for c in nb.cells] == ["cell-0", "cell-1"]
+    assert [c.id for c in nb.cells] == ["cell-1", "cell-2"]
     assert any(n.code == "missing-cell-ids" for n in nb.notes)
 
 
 def test_injected_cell_id_is_not_trusted(tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "evil.ipynb", [cell("x = 1", "export", cell_id="a\nimport os; os.system('x')")])
     nb = read_notebook(path)
-    assert nb.cells[0].id == "cell-0"
+    assert nb.cells[0].id == "cell-1"
 
 
 @pytest.mark.parametrize("content", ['{"nbformat": 4, "cells": 3}', "[]", '{"cells": []}'])

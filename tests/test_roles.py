@@ -56,14 +56,54 @@ def test_nbdev_markers() -> None:
 
 def test_kale_markers() -> None:
     cells, _ = resolve_roles(read_notebook(FIXTURES / "kale_style.ipynb"))
-    by_tag = {c.cell.tags: c.roles for c in cells}
-    assert by_tag[("imports",)] == {"export"}
-    assert by_tag[("functions",)] == {"export"}
-    assert by_tag[("pipeline-parameters",)] == {"parameters"}
-    assert by_tag[("block:train",)] == {"train"}
-    assert by_tag[("block:evaluate", "prev:train")] == {"train"}
-    assert by_tag[("pipeline-metrics",)] == {"metrics"}
-    assert by_tag[("skip",)] == {"skip"}
+    by_id = {c.cell.id: c.roles for c in cells}
+    assert by_id["imports"] == {"export"}
+    assert by_id["functions"] == {"export"}
+    assert by_id["params"] == {"parameters"}
+    assert by_id["train"] == {"train"}  # `step:NAME`, Kale's current name for `block:NAME`
+    assert by_id["evaluate"] == {"train"}
+    assert by_id["metrics"] == {"metrics"}
+    assert by_id["scratch"] == {"skip"}
+    # Kale merges an untagged cell into the block of the tagged cell before it (markdown cells between too)
+    assert by_id["imports-more"] == {"export"}
+    assert by_id["train-more"] == {"train"}
+    assert by_id["evaluate-more"] == {"train"}
+
+
+def test_kale_continuation_follows_kale_blocks_only(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("a = 1", "block:one"),
+            cell("b = 2", "skip"),
+            cell("c = 3"),  # a skipped cell neither ends the block nor is continued
+            cell("d = 4", "train"),  # an nb2prod role ends the Kale block
+            cell("e = 5"),
+            cell("f = 6", "step:"),  # an empty step name, as the Kale extension may write
+            cell("g = 7"),
+        ],
+    )
+    cells, notes = resolve_roles(read_notebook(path))
+    assert [sorted(c.roles) for c in cells] == [["train"], ["skip"], ["train"], ["train"], [], ["train"], ["train"]]
+    assert not notes
+
+
+def test_kale_pipeline_metrics_prints_become_the_metrics_record(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("model = 1\nmean_error = 0.5\nr2 = 0.9", "block:train"),
+            cell("print(mean_error)", "pipeline-metrics"),
+            cell("print(r2)\n"),  # continues the metrics block
+        ],
+    )
+    cells, _ = resolve_roles(read_notebook(path))
+    assert cells[1].code == "print(mean_error)\nmetrics = {'mean-error': mean_error}"
+    assert cells[2].code == "print(r2)\nmetrics = {**metrics, 'r2': r2}"
+    namespace: dict = {}
+    for roled in cells:
+        exec(roled.code, namespace)  # noqa: S102 - the test's own cells
+    assert namespace["metrics"] == {"mean-error": 0.5, "r2": 0.9}
 
 
 def test_near_miss_gets_did_you_mean() -> None:

@@ -4,10 +4,13 @@ requirements, and report findings that name their cell, line and fix."""
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+import bisect
+import re
+from dataclasses import dataclass, field, replace
 
 from nb2prod.analysis.identifiers import distribution_name, module_name, package_name
 from nb2prod.analysis.cells import prepare_cell_cached
+from nb2prod.analysis.effects import Effect
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names
 from nb2prod.analysis.parameters import Parameter, ParameterError, parse_parameters
@@ -37,6 +40,14 @@ class CodeCell:
     names: CellNames
     has_test_functions: bool = False
     module_code: str = ""  # `code` without statements that only display a value (for .py files)
+    hoisted: tuple[tuple[int, str], ...] = ()  # (line, text) of import lines moved out of `code`
+    kept_lines: frozenset[int] = frozenset()  # hoistable import lines kept in place (see _keep_imports_in_place)
+    effects: tuple[Effect, ...] = ()  # untagged cells: what they do to names they did not bind
+
+    @property
+    def hoisted_lines(self) -> frozenset[int]:
+        """Lines of top-level imports moved into the generated import block."""
+        return self.names.hoistable_lines - self.kept_lines
 
     @property
     def index(self) -> int:
@@ -98,6 +109,7 @@ class Analysis:
     findings: tuple[Finding, ...]
     all_cells: tuple[RoledCell, ...]
     uses: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+    job_bound: frozenset[str] = frozenset()  # names the job's cells and parameters bind (locals of `run`)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -136,6 +148,9 @@ class _Analyser:
         self.carried: set[tuple[int, str]] = set()
         self.binder_index: dict[str, list[tuple[CodeCell, ImportBinding | None]]] | None = None
         self.untagged_cache: dict[int, CodeCell | None] = {}
+        self.broken: list[RoledCell] = []  # tagged cells that could not be analysed (syntax errors)
+        self.reported_changes: set[tuple[int, str]] = set()
+        self.word_index: tuple[list[int], list[frozenset[str]]] | None = None
 
     # -- findings --------------------------------------------------------------------------
     def error(
@@ -168,6 +183,9 @@ class _Analyser:
             code_cell = self._prepare(roled, tagged_cell=True)
             if code_cell is not None:
                 self.code_cells[roled.index] = code_cell
+            else:
+                self.broken.append(roled)
+        self._keep_imports_in_place()
         if not tagged:
             self.error(
                 "no-tagged-cells",
@@ -182,6 +200,11 @@ class _Analyser:
             )
         modules_cells = self._module_cells()
         job_cells = tuple(c for c in self.code_cells.values() if c.roles & {"train", "metrics"})
+        job_bound = frozenset(
+            {n for c in job_cells for n in c.names.binds}
+            | {b.name for c in job_cells for b in c.names.imports if b.line in c.kept_lines}
+            | {p.name for p in parameters}
+        )
         predict_cells = tuple(c for c in self.code_cells.values() if "predict" in c.roles)
         test_cells = tuple(c for c in self.code_cells.values() if "test" in c.roles)
         job_needs, predict_needs, test_needs = Needs(), Needs(), Needs()
@@ -240,6 +263,7 @@ class _Analyser:
             tuple(self.findings),
             self.cells,
             uses_map,
+            job_bound,
         )
 
     def _prepare(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
@@ -264,7 +288,13 @@ class _Analyser:
         if prepared.code is None or prepared.names is None:
             return None
         return CodeCell(
-            roled, prepared.code, prepared.names, prepared.has_test_functions, prepared.module_code or prepared.code
+            roled,
+            prepared.code,
+            prepared.names,
+            prepared.has_test_functions,
+            prepared.module_code or prepared.code,
+            prepared.hoisted,
+            effects=prepared.effects,
         )
 
     def _untagged(self) -> dict[int, CodeCell]:
@@ -272,13 +302,14 @@ class _Analyser:
         if self.untagged is None:
             self.untagged = {}
             for roled in self.cells:
-                prepared = self._untagged_cell(roled)
+                prepared = self._untagged_cell(roled) if not roled.roles else None
                 if prepared is not None:
                     self.untagged[roled.index] = prepared
         return self.untagged
 
     def _untagged_cell(self, roled: RoledCell) -> CodeCell | None:
-        if roled.cell.cell_type != "code" or roled.roles:
+        """An untagged (or `skip`) code cell, analysed once; None for other cells and broken ones."""
+        if roled.cell.cell_type != "code" or (roled.roles and "skip" not in roled.roles):
             return None
         if roled.index not in self.untagged_cache:
             self.untagged_cache[roled.index] = self._prepare(roled, tagged_cell=False)
@@ -326,6 +357,29 @@ class _Analyser:
             modules.setdefault(name, []).append(code_cell)
         return modules
 
+    def _keep_imports_in_place(self) -> None:
+        """The job's cells share one namespace (the body of `run`, or the job notebook's globals). An
+        import that job code binds otherwise too (`from sklearn import metrics` in one cell,
+        `metrics = {...}` in another) stays in its cell instead of moving to the top, so the name
+        holds what it held at each moment in the notebook."""
+        job = [c for c in self.code_cells.values() if c.roles & {"train", "metrics"}]
+        assigned = {n for c in job for n in c.names.binds}
+        statements: dict[str, set[str]] = {}
+        for code_cell in job:
+            for binding in code_cell.names.imports:
+                if binding.line in code_cell.hoisted_lines:
+                    statements.setdefault(binding.name, set()).add(binding.statement)
+        for code_cell in job:
+            keep = {
+                b.line
+                for b in code_cell.names.imports
+                if b.name != "*"
+                and b.line in code_cell.hoisted_lines
+                and (b.name in assigned or len(statements.get(b.name, ())) > 1)
+            }
+            if keep:
+                self.code_cells[code_cell.index] = _restore_imports(code_cell, keep)
+
     # -- names -----------------------------------------------------------------------------
     def _binders(self, name: str) -> list[tuple[CodeCell, ImportBinding | None]]:
         if self.binder_index is None:
@@ -342,9 +396,8 @@ class _Analyser:
         """Resolve the free names of `user` in its `role`; return names taken from the job namespace."""
         accepted = ACCEPTS[role]
         from_job: list[str] = []
-        own_imports = {b.name: b for b in user.names.imports}
-        for binding in own_imports.values():
-            if binding.line in user.names.hoistable_lines:
+        for binding in user.names.imports:  # every one: a cell may hold several star imports
+            if binding.line in user.hoisted_lines:
                 needs.imports.add(binding.statement)
         for name, line in user.names.uses:
             candidates = []
@@ -354,29 +407,113 @@ class _Analyser:
                     continue
                 if roles <= ORDERED_ROLES and binder.index > user.index:
                     continue
+                if binder.index == user.index and binding is None:
+                    continue  # read before the cell binds it: the value comes from before the cell
                 candidates.append((binder, binding, roles))
             if candidates:
                 candidates.sort(
                     key=lambda c: (c[0].index > user.index, -c[0].index if c[0].index <= user.index else c[0].index)
                 )
                 binder, binding, roles = candidates[0]
+                self._check_untagged_changes(user, role, name, binder, roles)
                 if binding is not None:
-                    needs.imports.add(binding.statement)
+                    same_scope = role in JOB_ROLES and bool(binder.roles & JOB_ROLES)
+                    if not (same_scope and binding.line not in binder.hoisted_lines):
+                        needs.imports.add(binding.statement)
                 elif "export" in roles and not (role == "export" and binder.roled.module == user.roled.module):
                     needs.package.add((binder.roled.module or "core", name))
                 elif role == "test" and roles & JOB_ROLES and binder.index != user.index:
                     from_job.append(name)
                 continue
-            if self._star_import(user, accepted):
+            stars = self._star_imports(user, accepted, name)
+            if stars:
+                needs.imports.update(stars)  # the name may come from any of them
                 continue
             self._unresolved(user, role, name, line, needs)
         return from_job
 
-    def _star_import(self, user: CodeCell, accepted: frozenset[str]) -> bool:
+    def _star_imports(self, user: CodeCell, accepted: frozenset[str], name: str) -> list[str]:
+        """`from x import *` statements, of cells whose names `user` can see (run before it, or
+        exported), that may provide `name`. None when a cell binds `name` otherwise (that is where it
+        comes from in the notebook), nor from a standard-library module that does not export it."""
+        if self._binders(name) or any(name in c.names.binds for c in self._untagged().values()):
+            return []
+        found = []
         for code_cell in self.code_cells.values():
-            if code_cell.roles & accepted and any(b.name == "*" for b in code_cell.names.imports):
-                return True
-        return False
+            roles = code_cell.roles & accepted
+            if not roles or (roles <= ORDERED_ROLES and code_cell.index > user.index):
+                continue
+            found.extend(
+                b.statement
+                for b in code_cell.names.imports
+                if b.name == "*" and _star_may_provide(b.module, b.level, name)
+            )
+        return found
+
+    # -- untagged cells that change tagged names -------------------------------------------
+    def _check_untagged_changes(
+        self, user: CodeCell, role: str, name: str, binder: CodeCell, roles: frozenset[str]
+    ) -> None:
+        """Untagged and `skip` cells that run, in the notebook, after the cell binding `name` and before
+        `user`: the package runs without them, so a change they make to `name` is a change of meaning."""
+        if binder.index >= user.index:
+            return
+        for roled in self._cells_mentioning(name, binder.index, user.index):
+            other = self._untagged_cell(roled)
+            if other is None:
+                continue
+            for effect in other.effects:
+                if effect.name != name or (roled.index, name) in self.reported_changes:
+                    continue
+                self.reported_changes.add((roled.index, name))
+                self._report_change(roled, effect, binder, roles, user, role)
+                break
+
+    def _cells_mentioning(self, name: str, after: int, before: int) -> list[RoledCell]:
+        """Untagged and `skip` code cells strictly between two cells whose source mentions `name`."""
+        if self.word_index is None:
+            indices, words = [], []
+            for roled in self.cells:
+                if roled.cell.cell_type == "code" and (not roled.roles or "skip" in roled.roles):
+                    indices.append(roled.index)
+                    words.append(frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", roled.code)))
+            self.word_index = (indices, words)
+        indices, words = self.word_index
+        start, end = bisect.bisect_right(indices, after), bisect.bisect_left(indices, before)
+        by_index = {c.index: c for c in self.cells}
+        return [by_index[indices[i]] for i in range(start, end) if name in words[i]]
+
+    def _report_change(
+        self, cell: RoledCell, effect: Effect, binder: CodeCell, roles: frozenset[str], user: CodeCell, role: str
+    ) -> None:
+        binder_role = next(r for r in ("parameters", "export", "train", "metrics", "predict", "test") if r in roles)
+        tag = "train" if binder_role == "parameters" else binder_role
+        skipped = "skip" in cell.roles
+        kind = "cell, tagged `skip`," if skipped else "untagged cell"
+        between = (
+            f"between {binder_role} cell {binder.index + 1} (id {binder.id}), which binds it, "
+            f"and {role} cell {user.index + 1} (id {user.id}), which uses it"
+        )
+        number = cell.index + 1
+        location = self.notebook.location(cell.cell, "skip" if skipped else None, effect.line)
+        related = self.notebook.location(user.roled.cell, role)
+        retag = (
+            f"remove the `skip` tag of cell {number} and tag it `{tag}`" if skipped else f"tag cell {number} `{tag}`"
+        )
+        if effect.severity == "error":
+            message = (
+                f"this {kind} changes {effect.name!r} (`{effect.statement}` {effect.action}) {between}; "
+                f"the package runs without cell {number}, so it would not compute what the notebook does"
+            )
+            fix = f"{retag[:1].upper()}{retag[1:]}, or move the statement into cell {binder.index + 1}."
+            self.findings.append(Finding("error", "untagged-mutation", message, location, fix, related))
+        else:
+            message = (
+                f"this {kind} may change {effect.name!r} (`{effect.statement}` {effect.action}) {between}; "
+                f"the package runs without cell {number}"
+            )
+            fix = f"If it changes {effect.name!r}, {retag}; if it only reads it, nothing needs to change."
+            self.findings.append(Finding("note", "untagged-maybe-mutation", message, location, fix, related))
 
     def _unresolved(self, user: CodeCell, role: str, name: str, line: int, needs: Needs) -> None:
         untagged = self._untagged()
@@ -436,6 +573,18 @@ class _Analyser:
                 related=definer_cell,
                 role=role,
             )
+        elif (broken := self._broken_mentioning(name)) is not None:
+            if broken.roles:
+                return  # the cell's syntax error is reported; fixing it may define the name
+            self.error(
+                "undefined-name",
+                f"{name!r} may be defined in untagged cell {broken.index + 1} (id {broken.cell.id}), which is not valid Python, so nb2prod cannot tell",
+                user.roled,
+                line,
+                fix=f"Fix the syntax of cell {broken.index + 1}, and tag it if the {role} code needs it.",
+                related=broken,
+                role=role,
+            )
         else:
             self.error(
                 "undefined-name",
@@ -445,6 +594,19 @@ class _Analyser:
                 fix="Define or import it in a tagged cell.",
                 role=role,
             )
+
+    def _broken_mentioning(self, name: str) -> RoledCell | None:
+        """A cell that could not be analysed (a syntax error) and mentions `name`: tagged ones first."""
+        pattern = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])")
+        untagged = [
+            c
+            for c in self.cells
+            if c.cell.cell_type == "code" and not c.roles and c.index not in self._untagged() and pattern.search(c.code)
+        ]
+        for roled in [*self.broken, *untagged]:
+            if pattern.search(roled.code):
+                return roled
+        return None
 
     def _first_line(self, code_cell: CodeCell, name: str) -> int | None:
         return dict(code_cell.names.uses).get(name)
@@ -474,7 +636,12 @@ class _Analyser:
     def _check_model_and_predict(self, job_cells: tuple[CodeCell, ...], predict_cells: tuple[CodeCell, ...]) -> None:
         variable = self.config.model_variable
         train_cells = [c for c in job_cells if "train" in c.roles]
-        if train_cells and not any(variable in c.names.binds for c in train_cells):
+        broken_roles = {r for c in self.broken for r in c.roles}
+        if (
+            train_cells
+            and not any(variable in c.names.binds for c in train_cells)
+            and not any("train" in c.roles and variable in c.code for c in self.broken)
+        ):
             self.error(
                 "no-model",
                 f"no train cell assigns the model variable {variable!r}",
@@ -482,11 +649,15 @@ class _Analyser:
                 fix=f"Assign the fitted model to {variable!r}, or set model_variable in [tool.nb2prod] or metadata.nb2prod.",
                 role="train",
             )
-        if job_cells and not train_cells:
+        if job_cells and not train_cells and "train" not in broken_roles:
             self.error(
                 "no-train", "metrics cells need a train cell that fits the model", job_cells[0].roled, role="metrics"
             )
-        if predict_cells and not any(_defines_function(c.code, "predict") for c in predict_cells):
+        if (
+            predict_cells
+            and not any(_defines_function(c.code, "predict") for c in predict_cells)
+            and "predict" not in broken_roles
+        ):
             self.error(
                 "no-predict-function",
                 "the predict cell does not define `predict(model, inputs)`",
@@ -508,7 +679,7 @@ class _Analyser:
                         role="predict",
                     )
         parameter_cells = [c for c in self.code_cells.values() if "parameters" in c.roles]
-        if parameter_cells and not job_cells:
+        if parameter_cells and not job_cells and not broken_roles & {"train", "metrics"}:
             self.note(
                 "parameters-unused",
                 "the notebook has parameters but no train cell, so no training job is generated and the parameters are unused",
@@ -527,6 +698,7 @@ class _Analyser:
             job_cells
             and any("metrics" in c.roles for c in job_cells)
             and not any("metrics" in c.names.binds for c in job_cells)
+            and "metrics" not in broken_roles
         ):
             self.note(
                 "no-metrics-dict",
@@ -564,7 +736,7 @@ class _Analyser:
         if self.config.example_inputs:
             candidates.append(self.config.example_inputs)
         # Untagged cells are read only if they mention predict (analysing a cell with magics costs an IPython import).
-        mentioning = [self._untagged_cell(c) for c in self.cells if "predict" in c.code]
+        mentioning = [self._untagged_cell(c) for c in self.cells if not c.roles and "predict" in c.code]
         later = [*job_cells, *test_cells, *[c for c in mentioning if c is not None]]
         for code_cell in later:
             for node in ast.walk(ast.parse(code_cell.code)):
@@ -615,6 +787,9 @@ class _Analyser:
                 cell_index, line = origin.get(statement, (0, 1))
                 roots.append((module.split(".")[0], cell_index, line))
         for code_cell in self.code_cells.values():
+            for binding in code_cell.names.imports:
+                if binding.line not in code_cell.hoisted_lines and binding.level == 0 and binding.module:
+                    roots.append((binding.module.split(".")[0], code_cell.index, binding.line))
             for binding in code_cell.names.nested_imports:
                 if binding.level == 0 and binding.module:
                     roots.append((binding.module.split(".")[0], code_cell.index, binding.line))
@@ -665,6 +840,59 @@ def _statement_module(statement: str) -> str:
         return words[1]
     module = words[1]
     return "" if module.startswith(".") else module
+
+
+def _star_may_provide(module: str, level: int, name: str) -> bool:
+    """Whether `from module import *` may bind `name`: checked for standard-library modules (importing
+    them has no side effects), assumed for any other."""
+    import importlib
+    import sys
+
+    if level or module.split(".")[0] not in sys.stdlib_module_names:
+        return True
+    try:
+        imported = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - whatever stops the import, the name may still come from it
+        return True
+    public = getattr(imported, "__all__", None)
+    if public is None:
+        public = [n for n in dir(imported) if not n.startswith("_")]
+    return name in public
+
+
+def _restore_imports(code_cell: CodeCell, starts: set[int]) -> CodeCell:
+    """Put the import statements starting on `starts` back into the cell's code, where they were."""
+    firsts = sorted({b.line for b in code_cell.names.imports})
+    lines = set()
+    for line, _ in code_cell.hoisted:
+        statement_start = firsts[bisect.bisect_right(firsts, line) - 1] if firsts and firsts[0] <= line else None
+        if statement_start in starts:
+            lines.add(line)
+    texts = dict(code_cell.hoisted)
+
+    def put_back(code: str) -> str:
+        out = code.split("\n")
+        for line in lines:
+            if 0 < line <= len(out):
+                out[line - 1] = texts[line]
+        return "\n".join(out)
+
+    return replace(
+        code_cell,
+        code=put_back(code_cell.code),
+        module_code=put_back(code_cell.module_code),
+        kept_lines=code_cell.kept_lines | frozenset(lines),
+    )
+
+
+def statement_binds(statement: str) -> str:
+    """The one name a one-name import statement binds ("*" for a star import)."""
+    words = statement.split()
+    if words[-2:-1] == ["as"]:
+        return words[-1]
+    if words[0] == "import":
+        return words[1].split(".")[0]
+    return words[-1]
 
 
 def _safe_binds(roled: RoledCell) -> frozenset[str]:

@@ -14,10 +14,11 @@ from pathlib import Path
 from dataclasses import dataclass
 
 from nb2prod import __version__
+from nb2prod.analysis.effects import Effect, cell_effects
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
 
-CACHE_VERSION = 2  # bump when PreparedCell changes
+CACHE_VERSION = 4  # bump when PreparedCell changes
 # Findings that depend on the process (its stack, recursion limit, memory), not on the code alone.
 ENVIRONMENT_DEPENDENT = frozenset({"too-complex"})
 
@@ -41,6 +42,8 @@ class PreparedCell:
     has_test_functions: bool
     installs: tuple[tuple[str, int], ...]  # (pip spec, line)
     events: tuple[Event, ...]
+    hoisted: tuple[tuple[int, str], ...] = ()  # (line, text) of the import lines blanked out of `code`
+    effects: tuple[Effect, ...] = ()  # what an untagged cell does to names it did not bind first
 
 
 def prepare_cell(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
@@ -120,6 +123,9 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
             )
         )
         return PreparedCell(None, None, None, False, (), tuple(events))
+    original = body.split("\n")
+    hoisted = tuple((line, original[line - 1]) for line in sorted(names.hoistable_lines) if 0 < line <= len(original))
+    effects = () if tagged else cell_effects(body)
     body = blank_lines(body, names.hoistable_lines)
     if "metrics" in roles:
         body = gates_to_errors(body)
@@ -129,7 +135,16 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
             isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test")
             for n in ast.parse(body).body
         )
-    return PreparedCell(body, drop_display_statements(body), names, has_tests, tuple(cleaned.installs), tuple(events))
+    return PreparedCell(
+        body,
+        drop_display_statements(body),
+        names,
+        has_tests,
+        tuple(cleaned.installs),
+        tuple(events),
+        hoisted,
+        effects,
+    )
 
 
 def gates_to_errors(code: str) -> str:

@@ -52,6 +52,7 @@ def analyse_names(code: str, filename: str = "<cell>") -> CellNames:
             referenced.add(name)
     for child in table.get_children():
         _collect_nested(child, referenced, binds)
+    hoistable = _keep_rebound_imports_in_place(imports, hoistable, binds)
     first_use = _first_loads(tree)
     read_before_bound = _read_before_bound(tree)
     uses: list[tuple[str, int]] = []
@@ -199,6 +200,29 @@ def _top_level_imports(tree: ast.Module) -> tuple[list[ImportBinding], set[int]]
             if all(statement_lines[line] == 1 for line in span):  # alone on its lines
                 hoistable.update(span)
     return bindings, hoistable
+
+
+def _keep_rebound_imports_in_place(imports: list[ImportBinding], hoistable: set[int], binds: set[str]) -> set[int]:
+    """An import whose name the cell also binds otherwise (`from sklearn import metrics` then
+    `metrics = {...}`), or imports twice differently, stays where it is: moved to the top of the
+    generated code it would bind the name at another moment than in the notebook. Star imports
+    always move (Python allows them only at module level)."""
+    statements: dict[str, set[str]] = {}
+    for binding in imports:
+        statements.setdefault(binding.name, set()).add(binding.statement)
+    kept = set()
+    for binding in imports:
+        if binding.name != "*" and (binding.name in binds or len(statements[binding.name]) > 1):
+            kept.add(binding.line)
+    if not kept:
+        return hoistable
+    return hoistable - {line for line in hoistable if _statement_starting(imports, line) in kept}
+
+
+def _statement_starting(imports: list[ImportBinding], line: int) -> int | None:
+    """The first line of the import statement that covers `line` (import bindings carry their first line)."""
+    starts = sorted({b.line for b in imports if b.line <= line})
+    return starts[-1] if starts else None
 
 
 def _all_imports(tree: ast.AST, exclude: set[int]) -> list[ImportBinding]:
