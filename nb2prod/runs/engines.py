@@ -180,7 +180,7 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
                     progress_bar=False,
                     log_output=False,
                     report_mode=False,
-                    kernel_manager_class=_ipc_kernel_manager(),
+                    kernel_manager_class=ipc_kernel_manager(),
                 )
         except PapermillExecutionError:
             status, failure = _failure_from_notebook(spec, output, job_cells)
@@ -227,7 +227,7 @@ def papermill_parameters_source(source: str) -> str:
     return "\n".join(out)
 
 
-def _ipc_kernel_manager() -> type:
+def ipc_kernel_manager() -> type:
     """A kernel manager talking to the kernel over local IPC sockets rather than TCP."""
     from jupyter_client.manager import AsyncKernelManager
 
