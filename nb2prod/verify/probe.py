@@ -100,8 +100,12 @@ def report(
     inputs_expression: str | None,
     predict: Any = None,
     given_inputs: Any = None,
+    scope: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write metrics, example inputs and predictions of the job that filled `namespace`."""
+    """Write metrics, example inputs and predictions of the job that filled `namespace`.
+
+    The example inputs expression is evaluated over `namespace`, then `scope` (for the package:
+    the train module's names, which import the exported ones)."""
     result: dict[str, Any] = {"metrics": None, "inputs": None, "predictions": None, "given": None, "problems": []}
     metrics = namespace.get("metrics")
     if isinstance(metrics, dict):
@@ -115,7 +119,7 @@ def report(
         result["problems"].append(f"no model variable {model_variable!r}")
     elif inputs_expression:
         try:
-            inputs = _head(eval(inputs_expression, dict(namespace)))  # noqa: S307 - the job's own expression
+            inputs = _head(eval(inputs_expression, {**(scope or {}), **namespace}))  # noqa: S307 - the job's own
         except Exception as exc:  # noqa: BLE001
             result["problems"].append(f"example inputs {inputs_expression!r}: {type(exc).__name__}: {exc}")
         else:
@@ -181,7 +185,15 @@ def run_job(spec_path: str) -> int:
             json.dump(out, handle)
         return 0
     given = decode_inputs(spec["given"]) if spec.get("given") else None
-    report(namespace, spec["out"], spec["model_variable"], spec["inputs_expression"], predict_module.predict, given)
+    report(
+        namespace,
+        spec["out"],
+        spec["model_variable"],
+        spec["inputs_expression"],
+        predict_module.predict,
+        given,
+        scope=dict(vars(train)),
+    )
     return 0
 
 
