@@ -121,6 +121,7 @@ def _prepare_inner(
     notebook: str | Path, output: str | Path | None, overrides: Mapping[str, Any] | None, warm: bool
 ) -> _Prepared:
     from nb2prod.analysis.analyse import analyse
+    from nb2prod.analysis.requirements import add_hidden_requirements
     from nb2prod.config import load_config
     from nb2prod.notebook import read_notebook
     from nb2prod.roles import resolve_roles
@@ -132,8 +133,25 @@ def _prepare_inner(
         from nb2prod.warm import warm_caches
 
         warm_caches(cells, config.line_length)
-    analysis = analyse(nb, cells, config, role_notes)
+    analysis = allow_findings(add_hidden_requirements(analyse(nb, cells, config, role_notes)), config.allow)
     return _Prepared(analysis, _output_dir(nb.path, analysis.dist, output, config.output))
+
+
+def allow_findings(analysis: Any, allowed: tuple[str, ...]) -> Any:
+    """Config `allow`: error findings with these codes become notes, said to be allowed by configuration."""
+    if not allowed or not any(f.severity == "error" and f.code in allowed for f in analysis.findings):
+        return analysis
+    import dataclasses
+
+    findings = tuple(
+        (
+            dataclasses.replace(f, severity="note", message=f"{f.message} (allowed by configuration: `allow`)")
+            if f.severity == "error" and f.code in allowed
+            else f
+        )
+        for f in analysis.findings
+    )
+    return dataclasses.replace(analysis, findings=findings)
 
 
 def _output_dir(notebook: Path, dist: str, output: str | Path | None, configured: str | None) -> Path:

@@ -21,6 +21,14 @@ def input_hash(notebook_sha256: str, config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def job_workdir(analysis: Analysis) -> Path:
+    """The job's working directory: config `data_dir`, else the notebook's folder (one rule for
+    `nb2prod train`, the generated tests and entry points, and `nb2prod verify`)."""
+    if analysis.config.data_dir:
+        return Path(analysis.config.data_dir).resolve()
+    return analysis.notebook.path.resolve().parent
+
+
 def make_manifest(analysis: Analysis, rendered: Rendered, output: Path) -> bytes:
     config = analysis.config.to_dict()
     config.pop("output", None)
@@ -36,6 +44,7 @@ def make_manifest(analysis: Analysis, rendered: Rendered, output: Path) -> bytes
         "package": {"name": analysis.dist, "import": analysis.package, "version": analysis.config.version},
         "config": config,
         "model_variable": analysis.config.model_variable,
+        "workdir": Path(os.path.relpath(job_workdir(analysis), output.resolve())).as_posix(),
         "parameters": {p.name: p.schema() for p in analysis.parameters},
         "requirements": [r.spec for r in analysis.requirements],
         "example_inputs": analysis.example_inputs,

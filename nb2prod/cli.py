@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "promote": ("nb2prod.commands.runs", "promote", "Point an alias (default production) at a run."),
     "rollback": ("nb2prod.commands.runs", "rollback", "Move an alias back to its previous run."),
     "predict": ("nb2prod.commands.runs", "predict", "Predict with a run's model (id or alias) on CSV or JSON lines."),
+    "verify": (
+        "nb2prod.commands.verify",
+        "verify",
+        "Run the notebook and its package in a clean environment; exit 1 if they compute differently.",
+    ),
 }
 
 

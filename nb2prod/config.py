@@ -33,18 +33,31 @@ class Config:
     line_length: int = 88
     sweep: Mapping[str, list[Any]] | None = None  # parameter -> values, for k8s/sweep-job.yaml
     schedule: str | None = None  # cron schedule of k8s/retrain-cronjob.yaml
+    allow: tuple[str, ...] = ()  # error finding codes reported as notes ("allowed by configuration")
+    data_dir: str | None = None  # the job's working directory (default: the notebook's folder)
+    verify_tolerance: Mapping[str, float] | None = None  # metric -> allowed absolute difference in `verify`
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["requirements"] = list(self.requirements)
         data["sweep"] = {k: list(v) for k, v in self.sweep.items()} if self.sweep else None
+        # settings added later appear only when set, so existing builds' records stay the same
+        for key in ("allow", "data_dir", "verify_tolerance"):
+            if not data[key]:
+                del data[key]
+        if self.allow:
+            data["allow"] = list(self.allow)
+        if self.verify_tolerance:
+            data["verify_tolerance"] = dict(self.verify_tolerance)
         return data
 
 
 _TYPES: dict[str, type] = {
     "name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list,
     "output": str, "example_inputs": str, "contract_variable": str, "line_length": int, "sweep": dict, "schedule": str,
+    "allow": list, "data_dir": str, "verify_tolerance": float,
 }  # fmt: skip
+_FINDING_CODE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -70,8 +83,9 @@ def load_config(
         _merge(values, section, f"{pyproject} [tool.nb2prod]", base=pyproject.parent)
     _merge(values, notebook_metadata, f"{notebook_path.name} metadata.nb2prod", base=notebook_path.parent)
     _merge(values, {k: v for k, v in (flags or {}).items() if v is not None}, "the command line", base=Path.cwd())
-    if "requirements" in values:
-        values["requirements"] = tuple(values["requirements"])
+    for key in ("requirements", "allow"):
+        if key in values:
+            values[key] = tuple(values[key])
     return Config(**values)
 
 
@@ -86,8 +100,16 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
             raise InputError(f"{place}: unknown setting {key!r} (known: {known})")
         if expected is list:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                raise InputError(f"{place}: {key} must be a list of requirement strings")
+                what = "finding codes" if key_norm == "allow" else "requirement strings"
+                raise InputError(f"{place}: {key} must be a list of {what}")
             value = list(value)
+        elif expected is float:  # a table of name -> non-negative number
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                for k, v in value.items()
+            ):
+                raise InputError(f"{place}: {key} must be a table of metric names to non-negative numbers")
+            value = {k: float(v) for k, v in value.items()}
         elif expected is dict:
             if not isinstance(value, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, list) and v for k, v in value.items()
@@ -99,7 +121,7 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
                 raise InputError(f"{place}: {key} must be a whole number")
         elif not isinstance(value, str):
             raise InputError(f"{place}: {key} must be a string, not {type(value).__name__}")
-        if key_norm == "output":
+        if key_norm in ("output", "data_dir"):
             value = str((base / value).resolve()) if not Path(value).is_absolute() else value
         problem = _invalid(key_norm, value)
         if problem:
@@ -151,6 +173,12 @@ def _invalid(key: str, value: Any) -> str | None:
             check_schedule(value)  # the same check as `nb2prod image manifests --schedule`
         except InputError:
             return "is not a cron schedule of five fields separated by single spaces, like '0 3 * * 1', or a macro like '@daily'"
+    elif key == "allow":
+        for code in value:
+            if not _FINDING_CODE.match(code):
+                return f"holds {code!r}, which is not a finding code like 'untagged-mutation'"
+    elif key == "data_dir" and not Path(value).is_dir():
+        return "is not a folder"
     elif key == "line_length" and not 40 <= value <= 400:
         return "must be between 40 and 400"
     return None

@@ -31,10 +31,33 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _distribution_folders() -> list[str]:
+    """Stamps of every sys.path folder that holds distributions (site folders, PYTHONPATH entries,
+    `pip install --target` folders): the folder, its modification time and the metadata it holds.
+    Installing or removing a package adds or removes a `*.dist-info` folder there."""
+    import hashlib
+    import os
+
+    stamps = []
+    for entry in dict.fromkeys(sys.path):
+        folder = entry or "."
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith((".dist-info", ".egg-info", ".egg-link")))
+            mtime = os.stat(folder).st_mtime_ns
+        except OSError:
+            continue  # not a folder (a zip file, a missing entry): holds no installed metadata to scan
+        if not names:
+            continue  # no distribution here; one installed later makes it count, changing the key
+        listing = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+        stamps.append(f"{os.path.abspath(folder)}:{mtime}:{listing}")
+    return stamps
+
+
 @functools.lru_cache(maxsize=1)
 def _distributions_by_import() -> dict[str, tuple[str, ...]]:
     """Import name → distributions. Scanning every installed distribution takes most of a second,
-    so the map is cached on disk, keyed by the site folders on sys.path and their modification times (installing or removing a package changes its site folder).
+    so the map is cached on disk, keyed by every sys.path folder that holds distributions (see
+    `_distribution_folders`): a package installed, removed or put on PYTHONPATH changes the key.
     """
     import hashlib
     import json
@@ -42,15 +65,7 @@ def _distributions_by_import() -> dict[str, tuple[str, ...]]:
 
     from nb2prod.formatting import cache_dir
 
-    stamp = []
-    for entry in sys.path:
-        if not entry or ("site-packages" not in entry and "dist-packages" not in entry):
-            continue  # distributions are installed into site folders; other entries change too often
-        try:
-            stamp.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
-        except OSError:
-            stamp.append(f"{entry}:-")
-    key = hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:32]
+    key = hashlib.sha256("\n".join(_distribution_folders()).encode()).hexdigest()[:32]
     path = cache_dir().parent / f"distributions-{key}.json"
     try:
         return {k: tuple(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
@@ -125,5 +140,94 @@ def infer_requirements(
             found[name] = Requirement(name, f"{name}=={version}" if version else name, "nb2prod runtime (model files)")
     for key, spec in configured_names.items():
         name, constraint = _split_spec(spec)
+        if not constraint:  # pinned like `%pip install` lines: to the version installed here
+            version = installed_version(name)
+            constraint = f"=={version}" if version else ""
         found[key] = Requirement(key, f"{key}{constraint}", "configuration")
     return tuple(sorted(found.values(), key=lambda r: r.name)), tuple(missing)
+
+
+# Distributions that code needs at run time without importing them: (what the code does, how to
+# recognise it, the distributions that provide it, first installed one wins).
+HIDDEN_REQUIREMENTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("as_frame=True", "keyword", "as_frame", ("pandas",)),
+    ('set_output(transform="pandas")', "keyword", "transform=pandas", ("pandas",)),
+    (".to_frame()", "attribute", "to_frame", ("pandas",)),
+    ("read_parquet", "attribute", "read_parquet", ("pyarrow", "fastparquet")),
+    ("to_parquet", "attribute", "to_parquet", ("pyarrow", "fastparquet")),
+    ("read_feather", "attribute", "read_feather", ("pyarrow",)),
+    ("to_feather", "attribute", "to_feather", ("pyarrow",)),
+    ("read_orc", "attribute", "read_orc", ("pyarrow",)),
+    ("read_excel", "attribute", "read_excel", ("openpyxl",)),
+    ("to_excel", "attribute", "to_excel", ("openpyxl",)),
+    ("read_xml", "attribute", "read_xml", ("lxml",)),
+    ("read_html", "attribute", "read_html", ("lxml",)),
+    ("read_hdf", "attribute", "read_hdf", ("tables",)),
+    ("to_hdf", "attribute", "to_hdf", ("tables",)),
+    ("to_markdown", "attribute", "to_markdown", ("tabulate",)),
+)
+
+
+def hidden_uses(code: str) -> list[tuple[str, tuple[str, ...], int]]:
+    """(what the code does, the distributions that provide it, line) for each hidden dependency."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        for label, kind, key, distributions in HIDDEN_REQUIREMENTS:
+            if kind == "attribute" and isinstance(node, ast.Attribute) and node.attr == key:
+                found.append((label, distributions, node.lineno))
+            elif kind == "keyword" and isinstance(node, ast.Call):
+                name, _, wanted = key.partition("=")
+                for keyword in node.keywords:
+                    value = keyword.value
+                    if keyword.arg != name or not isinstance(value, ast.Constant):
+                        continue
+                    if (wanted and value.value == wanted) or (not wanted and value.value is True):
+                        found.append((label, distributions, node.lineno))
+    return found
+
+
+def add_hidden_requirements(analysis):  # type: ignore[no-untyped-def]
+    """Add (pinned) the distributions that exported, job, predict and test code needs but never imports.
+
+    An Analysis goes in and comes out (a copy with more requirements and notes); a need whose
+    distribution is not installed here is a note naming the cell and the fix."""
+    import dataclasses
+
+    from nb2prod.errors import Finding
+
+    cells = [*analysis.job_cells, *analysis.predict_cells, *analysis.test_cells]
+    for module in analysis.modules:
+        cells.extend(module.cells)
+    found = {r.name: r for r in analysis.requirements}
+    notes = []
+    for code_cell in sorted({c.index: c for c in cells}.values(), key=lambda c: c.index):
+        for label, distributions, line in hidden_uses(code_cell.code):
+            if any(normalise(d) in found for d in distributions):
+                continue
+            installed = [d for d in distributions if installed_version(d)]
+            location = code_cell.roled.location(analysis.notebook, line)
+            if not installed:
+                notes.append(
+                    Finding(
+                        "note",
+                        "hidden-requirement",
+                        f"`{label}` needs {' or '.join(distributions)} at run time, which is not installed here",
+                        location,
+                        fix=f"Install {distributions[0]}, or list it in `requirements` ([tool.nb2prod]).",
+                    )
+                )
+                continue
+            key = normalise(installed[0])
+            found[key] = Requirement(
+                key, f"{key}=={installed_version(installed[0])}", f"{label} (cell {code_cell.index + 1})"
+            )
+    if len(found) == len(analysis.requirements) and not notes:
+        return analysis
+    requirements = tuple(sorted(found.values(), key=lambda r: r.name))
+    return dataclasses.replace(analysis, requirements=requirements, findings=(*analysis.findings, *notes))

@@ -303,7 +303,8 @@ def runs_diff(run_a: str, run_b: str, store: Path | None, fmt: str) -> None:
     from nb2prod.runs.diff import diff_runs
 
     run_store = _open_store(store)
-    result = diff_runs(run_store.get(run_a).manifest, run_store.get(run_b).manifest)
+    found_a, found_b = run_store.get(run_a), run_store.get(run_b)
+    result = diff_runs(found_a.manifest, found_b.manifest, (found_a.path, found_b.path))
     if fmt == "json":
         _echo_json(result.to_dict())
     else:

@@ -82,6 +82,9 @@ def read_build(build_dir: Path) -> BuildInfo:
         candidate = Path(notebook_text)
         notebook = (candidate if candidate.is_absolute() else (build_dir / candidate)).resolve()
     workdir = notebook.parent if notebook is not None and notebook.parent.is_dir() else build_dir
+    recorded = data.get("workdir")  # the notebook's folder or config data_dir, relative to the build
+    if isinstance(recorded, str) and (build_dir / recorded).resolve().is_dir():
+        workdir = (build_dir / recorded).resolve()
     schema = _get(data, "parameter_schema", "parameters", "params")
     cell_roles: dict[int, tuple[str, ...]] = {}
     for cell in data.get("cells", []) if isinstance(data.get("cells"), list) else []:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nb2prod.runs.record import RunManifest
@@ -75,7 +78,57 @@ def _pins(pins: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
-def diff_runs(a: RunManifest, b: RunManifest) -> RunDiff:
+def model_content_digest(path: Path, fmt: str) -> str | None:
+    """A digest of what a model file holds, not of how the archive was written.
+
+    A skops file is a zip archive whose entries carry the time of writing and are named after
+    object ids; its digest renumbers the ids in order of appearance and names each array by the
+    sha256 of its bytes. Other formats: the file's sha256. None when the file cannot be read.
+    """
+    import zipfile
+
+    try:
+        if fmt != "skops":
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        with zipfile.ZipFile(path) as archive:
+            members = {name: hashlib.sha256(archive.read(name)).hexdigest() for name in archive.namelist()}
+            schema = json.loads(archive.read("schema.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    ids: dict[Any, int] = {}
+
+    def canonical(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "__id__":
+                    value = ids.setdefault(value, len(ids))
+                elif isinstance(value, str) and value in members and value != "schema.json":
+                    value = members[value]
+                else:
+                    value = canonical(value)
+                out[key] = value
+            return out
+        if isinstance(node, list):
+            return [canonical(item) for item in node]
+        return node
+
+    text = json.dumps(canonical(schema), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _model_fields(manifest: RunManifest, folder: Path | None) -> dict[str, Any]:
+    if manifest.model is None:
+        return {}
+    fields: dict[str, Any] = {"format": manifest.model.format, "type": manifest.model.type}
+    digest = model_content_digest(folder / manifest.model.file, manifest.model.format) if folder else None
+    # equal contents are an equal model, however the archive was written; else the file hashes
+    fields["contents" if digest else "sha256"] = digest or manifest.model.sha256
+    return fields
+
+
+def diff_runs(a: RunManifest, b: RunManifest, folders: tuple[Path | None, Path | None] = (None, None)) -> RunDiff:
+    """What differs between runs `a` and `b`; with their folders, models are compared by content."""
     code_a = {
         "code_sha256": a.source.code_sha256,
         "notebook_sha256": a.source.notebook_sha256,
@@ -90,8 +143,12 @@ def diff_runs(a: RunManifest, b: RunManifest) -> RunDiff:
     data_b = {f"{d.parameter}:{d.path}": d.sha256 for d in b.data}
     git_a = {"commit": a.git.commit, "dirty": a.git.dirty} if a.git else {}
     git_b = {"commit": b.git.commit, "dirty": b.git.dirty} if b.git else {}
-    model_a = {"sha256": a.model.sha256, "format": a.model.format, "type": a.model.type} if a.model else {}
-    model_b = {"sha256": b.model.sha256, "format": b.model.format, "type": b.model.type} if b.model else {}
+    if folders[0] is not None and folders[1] is not None:
+        model_a, model_b = _model_fields(a, folders[0]), _model_fields(b, folders[1])
+        if ("contents" in model_a) != ("contents" in model_b):  # one unreadable: compare the files
+            model_a, model_b = _model_fields(a, None), _model_fields(b, None)
+    else:
+        model_a, model_b = _model_fields(a, None), _model_fields(b, None)
     run_a = {"status": a.status, "engine": a.engine, "python": a.python}
     run_b = {"status": b.status, "engine": b.engine, "python": b.python}
     sections = {

@@ -162,6 +162,9 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
     started = time.perf_counter()
     failure: Failure | None = None
     status = SUCCEEDED
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            cell.source = papermill_parameters_source(cell.source)
     with tempfile.TemporaryDirectory(prefix="nb2prod-job-") as tmp:
         job_copy = Path(tmp) / "train.ipynb"
         nbformat.write(nb, job_copy)
@@ -177,7 +180,7 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
                     progress_bar=False,
                     log_output=False,
                     report_mode=False,
-                    kernel_manager_class=_ipc_kernel_manager(),
+                    kernel_manager_class=ipc_kernel_manager(),
                 )
         except PapermillExecutionError:
             status, failure = _failure_from_notebook(spec, output, job_cells)
@@ -196,7 +199,35 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
     )
 
 
-def _ipc_kernel_manager() -> type:
+def papermill_parameters_source(source: str) -> str:
+    """The parameters cell with each help comment that holds `=` moved onto its own line above.
+
+    papermill reads parameter names line by line and skips any line with two `=`, then warns
+    "Passed unknown parameter" for that parameter on every run; comment lines it skips quietly.
+    """
+    import io as _io
+    import tokenize
+
+    comments: dict[int, tuple[int, str]] = {}  # line -> (column, comment)
+    try:
+        for token in tokenize.generate_tokens(_io.StringIO(source).readline):
+            if token.type == tokenize.COMMENT:
+                comments[token.start[0]] = (token.start[1], token.string)
+    except (tokenize.TokenError, SyntaxError):
+        return source
+    out = []
+    for number, line in enumerate(source.split("\n"), 1):
+        found = comments.get(number)
+        if found and "=" in found[1] and line[: found[0]].strip():
+            code = line[: found[0]].rstrip()
+            indent = code[: len(code) - len(code.lstrip())]
+            out.extend([f"{indent}{found[1]}", code])
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def ipc_kernel_manager() -> type:
     """A kernel manager talking to the kernel over local IPC sockets rather than TCP."""
     from jupyter_client.manager import AsyncKernelManager
 
@@ -204,6 +235,14 @@ def _ipc_kernel_manager() -> type:
         def __init__(self, **kwargs: Any):
             kwargs.setdefault("transport", "ipc")
             super().__init__(**kwargs)
+
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client sends SIGINT before every shutdown request; a kernel idling in an
+            # event loop then prints "KeyboardInterrupt caught in kernel" after a successful job.
+            # A finished job needs no interrupt: the shutdown request alone ends the kernel.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
 
     return IPCKernelManager
 

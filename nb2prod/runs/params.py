@@ -118,7 +118,17 @@ def convert_text(spec: ParameterSpec, text: str, place: str = "-p") -> Any:
         return None
     if kind == "int":
         if not _INT.match(text.strip()):
-            raise wrong
+            try:
+                float(text)
+            except ValueError:
+                raise wrong from None
+            if not isinstance(spec.default, int) or isinstance(spec.default, bool):
+                raise wrong
+            raise InputError(
+                f"{wrong.message[:-1]}; the parameter is an int because its default is written"
+                f" `{spec.name} = {spec.default!r}`: write `{spec.name} = {float(spec.default)!r}`"
+                " in the notebook's parameters cell to accept non-whole values."
+            ) from None
         return int(text)
     if kind == "float":
         try:

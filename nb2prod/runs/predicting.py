@@ -21,8 +21,31 @@ from nb2prod.runs.record import Contract
 from nb2prod.runs.store import RunStore, StoredRun
 
 
-def read_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
-    """Rows of a CSV file (numbers parsed as numbers) or of JSON lines (one object a line)."""
+def _csv_has_header(handle: Any, sep: str) -> bool:
+    """A first CSV line whose fields are all numbers is a data row, not a header."""
+    import csv
+
+    position = handle.tell() if handle.seekable() else None
+    first = handle.readline()
+    if position is not None:
+        handle.seek(position)
+    fields = next(csv.reader([first], delimiter=sep), [])
+    if not fields:
+        return True
+    for field in fields:
+        try:
+            float(field)
+        except ValueError:
+            return True
+    return False
+
+
+def read_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any] | list[Any]]:
+    """Rows of a CSV file (numbers parsed as numbers) or of JSON lines.
+
+    A row is an object of column values (a JSON object, a CSV line under a header) or positional
+    values (a JSON array, a line of a CSV file without a header: its first line holds only numbers).
+    """
     name = str(path)
     if fmt == "auto":
         fmt = "csv" if name.lower().endswith((".csv", ".tsv")) else "jsonl"
@@ -34,12 +57,20 @@ def read_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
         if fmt == "csv":
             import pandas as pd
 
+            sep = "\t" if name.lower().endswith(".tsv") else ","
+            if name == "-":
+                import io
+
+                handle = io.StringIO(handle.read())
             try:
-                frame = pd.read_csv(handle, sep="\t" if name.lower().endswith(".tsv") else ",")
+                header = _csv_has_header(handle, sep)
+                frame = pd.read_csv(handle, sep=sep, header=0 if header else None)
             except pd.errors.EmptyDataError:
                 return []
             except (pd.errors.ParserError, UnicodeDecodeError) as exc:
                 raise InputError(f"{path}: not valid CSV ({str(exc).splitlines()[0]}).") from None
+            if not header:
+                return [to_jsonable(row) for row in frame.values.tolist()]
             return [to_jsonable(row) for row in frame.to_dict(orient="records")]
         rows = []
         for number, line in enumerate(handle, 1):
@@ -49,9 +80,10 @@ def read_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
                 row = json.loads(line)
             except ValueError as exc:
                 raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(row, dict):
+            if not isinstance(row, (dict, list)):
                 raise InputError(
-                    f"{path}, line {number}: expected a JSON object of column values, got {type(row).__name__}."
+                    f"{path}, line {number}: expected a JSON object of column values or a JSON array of"
+                    f" the values in column order, got {type(row).__name__}."
                 )
             rows.append(row)
         return rows
@@ -104,14 +136,15 @@ class LoadedRun:
     predict_function: Callable[[Any, Any], Any]
     custom_predict: bool  # the notebook has a predict cell (else the model's own predict is called)
 
-    def shape(self, rows: list[dict[str, Any]]) -> Any:
+    def shape(self, rows: list[dict[str, Any] | list[Any]]) -> Any:
         """Rows as the predict function takes them; ValueError names a missing or mistyped column."""
         manifest = self.run.manifest
+        rows = positional_rows(rows, manifest.predict_inputs if self.custom_predict else manifest.contract)
         if self.custom_predict or manifest.contract is None:
             return _shape_for_custom_predict(rows, manifest.predict_inputs if self.custom_predict else None)
         return rows_for_model(rows, manifest.contract)
 
-    def predict_rows(self, rows: list[dict[str, Any]], source: str = "INPUT") -> list[Any]:
+    def predict_rows(self, rows: list[dict[str, Any] | list[Any]], source: str = "INPUT") -> list[Any]:
         """One JSON-ready prediction per row; bad rows raise InputError naming `source`."""
         if not rows:
             return []
@@ -135,6 +168,43 @@ class LoadedRun:
                 f"predict of run {self.run.run_id} returned {len(values)} values for {len(rows)} input rows."
             )
         return values
+
+
+POSITIONAL_KINDS = ("ndarray", "sequence")
+
+
+def positional_rows(rows: list[dict[str, Any] | list[Any]], contract: Contract | None) -> list[dict[str, Any]]:
+    """Rows as objects of column values; positional rows (a JSON array, a CSV line) are named by
+    the contract's features in order. For a model fitted on a bare array (features x0, x1, ...)
+    an object with as many values as features, whatever its keys (a CSV header), is positional too.
+
+    Raises ValueError saying what is expected when a row has the wrong number of values.
+    """
+    names = [f.name for f in contract.features] if contract is not None else []
+    positional = contract is not None and contract.kind in POSITIONAL_KINDS
+    expected = (
+        f"the model was fitted on {len(names)} values a row ({', '.join(names)}): give each row as a JSON array"
+        f" of {len(names)} numbers, a JSON object with keys {', '.join(names)}, or a CSV line of {len(names)}"
+        " columns (with or without a header)"
+    )
+    out: list[dict[str, Any]] = []
+    for number, row in enumerate(rows, 1):
+        if isinstance(row, list):
+            if not names:
+                raise ValueError(
+                    f"row {number} is a JSON array, but the model's input columns are not known: give each row"
+                    " as a JSON object of column values"
+                )
+            if len(row) != len(names):
+                raise ValueError(f"row {number} has {len(row)} values; {expected}")
+            out.append(dict(zip(names, row)))
+        elif positional and names and not set(names) <= set(row):
+            if len(row) != len(names):
+                raise ValueError(f"row {number} has {len(row)} values; {expected}")
+            out.append(dict(zip(names, row.values())))
+        else:
+            out.append(row)
+    return out
 
 
 def load_run(store: RunStore | Path | str, ref: str, *, trust_pickle: bool = False) -> LoadedRun:

@@ -36,7 +36,7 @@ def test_list_show_diff_promote_rollback(store: RunStore):
     assert diff.returncode == 0
     data = json.loads(diff.stdout)
     assert data["params"] == {"C": {"a": 0.1, "b": 5.0}}
-    assert set(data["model"]) == {"sha256"} and data["pins"] == {} and not data["same"]
+    assert set(data["model"]) == {"contents"} and data["pins"] == {} and not data["same"]
 
     refused = nb2prod("promote", bad.run_id, *s)
     assert refused.returncode == 2

@@ -106,3 +106,13 @@ def test_schema_as_mapping_and_json_schema_types():
         {"n": {"type": "integer", "default": 3}, "lr": {"default": 0.1}, "x": {"type": ["null", "string"]}}
     )
     assert (specs["n"].type, specs["lr"].type, specs["x"].type) == ("int", "float", "str")
+
+
+def test_a_fraction_for_an_int_parameter_hints_the_float_default():
+    specs = specs_from_schema([{"name": "C", "type": "int", "default": 30, "help": ""}])
+    with pytest.raises(InputError) as caught:
+        resolve_params(specs, [("C", "0.5")])
+    assert caught.value.message == (
+        "-p C: parameter 'C' expects an int, got '0.5'; the parameter is an int because its default is written"
+        " `C = 30`: write `C = 30.0` in the notebook's parameters cell to accept non-whole values."
+    )

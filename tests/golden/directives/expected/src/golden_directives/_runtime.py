@@ -183,8 +183,8 @@ def parse_overrides(
                 value = args.pop(0)
             else:
                 raise ParameterError(f"{flag} needs a value")
-            if key == "output":
-                options[key] = value
+            if key in ("output", "data-dir", "data_dir"):
+                options[key.replace("-", "_")] = value
                 continue
         else:
             raise ParameterError(
@@ -673,6 +673,51 @@ def source_map() -> dict[str, Any]:
         return {}
 
 
+DATA_DIR_ENV = "NB2PROD_DATA_DIR"
+RECORD_FILE = "nb2prod.json"
+
+
+def job_workdir(here: str | os.PathLike[str], data_dir: str | None = None) -> Path:
+    """The job's working directory, so relative data paths mean what they meant in the notebook.
+
+    One rule: `data_dir` (`--data-dir`), else $NB2PROD_DATA_DIR, else, for a package inside its
+    build folder (BUILD/src/PKG/), the folder the build recorded (the notebook's folder, or the
+    configured `data_dir`), else the current directory (an installed package, e.g. in the image).
+    """
+    if data_dir:
+        return Path(data_dir).resolve()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).resolve()
+    package_dir = Path(here).resolve().parent
+    build = package_dir.parent.parent
+    if package_dir.parent.name == "src" and (build / RECORD_FILE).is_file():
+        try:
+            record = json.loads((build / RECORD_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = {}
+        recorded = record.get("workdir") if isinstance(record, dict) else None
+        if isinstance(recorded, str) and (build / recorded).is_dir():
+            return (build / recorded).resolve()
+    return Path.cwd()
+
+
+class working_directory:
+    """`with working_directory(path):` runs the block in `path`, then returns to where it was."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.before: str | None = None
+
+    def __enter__(self) -> Path:
+        self.before = os.getcwd()
+        os.chdir(self.path)
+        return self.path
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.before is not None:
+            os.chdir(self.before)
+
+
 def train_main(
     argv: Sequence[str] | None,
     run: Any,
@@ -685,7 +730,10 @@ def train_main(
     if args[:1] in (["-h"], ["--help"]):
         names = ", ".join(f"--{name}" for name in params_class.schema())
         print(
-            f"usage: {program}-train [--PARAMETER VALUE | -p PARAMETER VALUE | -f FILE]... [--output DIR]\nparameters: {names or 'none'}"
+            f"usage: {program}-train [--PARAMETER VALUE | -p PARAMETER VALUE | -f FILE]... [--output DIR] [--data-dir DIR]\n"
+            f"parameters: {names or 'none'}\n"
+            f"working directory of the job: --data-dir, else ${DATA_DIR_ENV}, else the notebook's folder"
+            " (or config data_dir) when run from the build folder, else the current directory"
         )
         return 0
     debug = "--debug" in args
@@ -693,11 +741,16 @@ def train_main(
     try:
         values, options = parse_overrides(args, params_class.schema())
         params = params_class(**values)
+        workdir = job_workdir(__file__, options.get("data_dir"))
+        if not workdir.is_dir():
+            raise ParameterError(f"--data-dir {workdir} is not a folder")
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    output = os.path.abspath(options.get("output", "model"))
     try:
-        namespace = run(params)
+        with working_directory(workdir):
+            namespace = run(params)
     except QualityGateError as exc:
         print(
             f"quality gate failed: {describe_exception(exc, source_map())}",
@@ -709,12 +762,8 @@ def train_main(
             raise
         print(f"error: {describe_exception(exc, source_map())}", file=sys.stderr)
         return 1
-    saved = save_outputs(
-        options.get("output", "model"), namespace, model_variable, params.to_dict()
-    )
-    print(
-        json.dumps({"output": options.get("output", "model"), **saved}, sort_keys=True)
-    )
+    saved = save_outputs(output, namespace, model_variable, params.to_dict())
+    print(json.dumps({"output": output, **saved}, sort_keys=True))
     return 0
 
 
