@@ -125,7 +125,7 @@ def test_a_cell_without_source_is_refused_with_its_place(tmp_path: Path) -> None
 def test_a_cell_id_ending_in_a_newline_is_not_trusted(tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "nb.ipynb", [cell("x = 1", "export", cell_id="abc\n")])
     nb = read_notebook(path)
-    assert nb.cells[0].id == "cell-0"
+    assert nb.cells[0].id == "cell-1"  # synthesized ids count cells from 1, as messages do
     assert any(n.code == "invalid-cell-id" for n in nb.notes)
 
 
