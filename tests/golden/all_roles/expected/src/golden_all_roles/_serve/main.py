@@ -9,6 +9,7 @@ copy. Log lines go to stderr as `TIME nb2prod.serve LEVEL message` (UTC).
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -199,8 +200,13 @@ def serve(source_spec: dict[str, Any], options: ServeOptions = ServeOptions()) -
         )
         from uvicorn.supervisors import Multiprocess
 
-        server = uvicorn.Server(config)
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        if (
+            "target" in inspect.signature(Multiprocess).parameters
+        ):  # uvicorn before 0.30
+            server = uvicorn.Server(config)
+            Multiprocess(config, target=server.run, sockets=[sock]).run()
+        else:
+            Multiprocess(config, sockets=[sock]).run()
         return 0
     app = build_app(source, options)
     runtime = app.state.runtime

@@ -63,7 +63,7 @@ class Counter:
         name = self.name + ("_total" if self.kind == "counter" else "")
         yield f"# HELP {name} {self.help}"
         yield f"# TYPE {name} {self.kind}"
-        for labels, value in self.values.items():
+        for labels, value in list(self.values.items()):  # other threads may add series
             yield f"{name}{_labels(labels)} {_number(value)}"
 
 
@@ -82,7 +82,7 @@ class Histogram:
     def lines(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} histogram"
-        for labels, series in self.series.items():
+        for labels, series in list(self.series.items()):
             running = 0.0
             for bound, count in zip(self.buckets, series):
                 running += count
