@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "verify",
         "Run the notebook and its package in a clean environment; exit 1 if they compute differently.",
     ),
+    "serve": ("nb2prod.commands.serve", "serve", "Serve a run's model over HTTP; follows promote and rollback live."),
 }
 
 

@@ -104,6 +104,7 @@ def plan_build(analysis: Analysis) -> Plan:
         "parameters": analysis.parameters,
         "requirements": analysis.requirements,
         "model_variable": analysis.config.model_variable,
+        "serve_requirements": serve_requirements(),
     }
     files: list[PlannedFile] = []
     all_names: list[str] = []
@@ -147,6 +148,8 @@ def plan_build(analysis: Analysis) -> Plan:
         "package_imports": analysis.predict_needs.sorted_package(),
     }
     files.append(PlannedFile(f"{src}/predict.py", "package/predict.py.j2", context, predict_chunks))
+    files.append(PlannedFile(f"{src}/serve.py", "package/serve.py.j2", base))
+    files.extend(PlannedFile(f"{src}/_serve/{name}", None) for name in shipped_serve_files())
     tests = []
     for cell in analysis.test_cells:
         wrap = not cell.has_test_functions
@@ -238,6 +241,27 @@ def split_imports(
         if moved:
             local.append(f"from {package_prefix}{module} import {', '.join(moved)}")
     return module_level, tuple(package), tuple(local)
+SERVE_DISTRIBUTIONS = ("fastapi", "uvicorn", "httptools", "uvloop")  # uvicorn uses the last two when present
+
+
+def serve_requirements() -> tuple[str, ...]:
+    """Pins of what `NAME-serve` needs (the package's `serve` extra, and the image)."""
+    from nb2prod.analysis.requirements import installed_version
+
+    pins = []
+    for name in SERVE_DISTRIBUTIONS:
+        version = installed_version(name)
+        if version:
+            pins.append(f"{name}=={version}")
+    return tuple(pins)
+
+
+def shipped_serve_files() -> tuple[str, ...]:
+    """The server's modules copied verbatim into the package as `_serve/`."""
+    from pathlib import Path
+
+    folder = Path(__file__).with_name("serve") / "shipped"
+    return tuple(sorted(p.name for p in folder.glob("*.py")))
 
 
 def _names_in(expression: str | None) -> set[str]:

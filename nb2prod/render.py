@@ -19,9 +19,10 @@ from nb2prod import escape
 from nb2prod.analysis.parameters import Parameter
 from nb2prod.errors import InputError
 from nb2prod.formatting import FormatJob, Formatted, format_jobs
-from nb2prod.plan import Chunk, Plan, PlannedFile
+from nb2prod.plan import Chunk, Plan, PlannedFile, shipped_serve_files
 from nb2prod.resources import jinja_environment
 
+SERVE_PORT = 8000  # the image serves on this port (NB2PROD_PORT); `nb2prod serve` defaults to it too
 MARKER = re.compile(r"^(?P<indent> *)# nb2prod:chunk (?P<key>\d+)$")
 
 
@@ -132,6 +133,9 @@ def render(plan: Plan) -> Rendered:
             files[planned.path] = scaffolds[planned.path].encode()
     src = f"src/{analysis.package}"
     files[f"{src}/_runtime.py"] = (Path(__file__).with_name("runtime.py")).read_bytes()
+    shipped = Path(__file__).with_name("serve") / "shipped"
+    for name in shipped_serve_files():
+        files[f"{src}/_serve/{name}"] = (shipped / name).read_bytes()
     files[f"{src}/py.typed"] = b""
     if analysis.has_job:
         files["job/train.ipynb"] = _job_notebook(plan, by_key, generated_job_cells)
@@ -302,6 +306,9 @@ def _image_files(plan: Plan) -> dict[str, bytes]:
         source_sha256=analysis.notebook.sha256,
         notebook=analysis.notebook.name,
         has_predict=True,
+        serve_entry=f"{analysis.package}.serve:main",
+        serve_port=SERVE_PORT,
+        health_path="/readyz",
     )
     files = render_image_files(context)
     from nb2prod.deploy.cluster_manifests import render_build_manifests

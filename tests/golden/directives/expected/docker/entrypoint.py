@@ -2,6 +2,7 @@
 
 docker run IMAGE train [-p NAME VALUE | --NAME VALUE]... [other train options]
 docker run -i IMAGE predict [predict options]
+docker run -p 8000:8000 IMAGE serve [serve options]
 docker run -e JOB_COMPLETION_INDEX=I -e NB2PROD_SWEEP_GRID=JSON IMAGE sweep [train options]
 docker run IMAGE PROGRAM [ARGS]...    (anything else runs as a program, e.g. `python`)
 """
@@ -16,6 +17,7 @@ import sys
 COMMANDS = {
     "train": "golden_directives.train:main",
     "predict": "golden_directives.predict:main",
+    "serve": "golden_directives.serve:main",
 }
 SERVE_MARKER = "/tmp/nb2prod-serving"
 

@@ -1,0 +1,44 @@
+"""Serving a run's model over HTTP: `create_app(store, ref)` for an ASGI app, `serve(...)` to run it.
+
+The server's code lives in `nb2prod/serve/shipped/` and is copied into every generated package as
+`PKG/_serve/` (standard library, FastAPI and uvicorn only), so `nb2prod serve` and a package's
+`NAME-serve` are one implementation; this module adds the run store source (`load_run`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from nb2prod.serve.shipped.main import ServeError, ServeOptions
+
+__all__ = ["ServeError", "ServeOptions", "create_app", "serve", "source_spec"]
+
+
+def source_spec(store: str | Path, ref: str) -> dict[str, Any]:
+    return {"factory": "nb2prod.serve.source:run_store_source", "args": {"store": str(store), "ref": ref}}
+
+
+def create_app(
+    store: str | Path,
+    ref: str = "production",
+    options: ServeOptions = ServeOptions(),
+    *,
+    routers: Iterable[Any] = (),
+    observers: Iterable[Any] = (),
+    collectors: Iterable[Any] = (),
+) -> Any:
+    """The FastAPI app serving run `ref` of `store`. `routers` add routes, `observers` receive
+    every prediction record (on the background writer thread), `collectors` add metrics text."""
+    from nb2prod.serve.shipped.main import build_app, make_source
+
+    return build_app(
+        make_source(source_spec(store, ref)), options, routers=routers, observers=observers, collectors=collectors
+    )
+
+
+def serve(store: str | Path, ref: str = "production", options: ServeOptions = ServeOptions()) -> int:
+    """Serve run `ref` of `store` until interrupted."""
+    from nb2prod.serve.shipped.main import serve as run
+
+    return run(source_spec(store, ref), options)
