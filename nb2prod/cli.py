@@ -30,6 +30,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "promote": ("nb2prod.commands.runs", "promote", "Point an alias (default production) at a run."),
     "rollback": ("nb2prod.commands.runs", "rollback", "Move an alias back to its previous run."),
     "predict": ("nb2prod.commands.runs", "predict", "Predict with a run's model (id or alias) on CSV or JSON lines."),
+    "score": (
+        "nb2prod.commands.scale",
+        "score",
+        "Score a large input in chunks with a run's model on local, Dask or Spark; parquet out.",
+    ),
+    "sweep": (
+        "nb2prod.commands.scale",
+        "sweep",
+        "Train every point of a parameter grid as its own run; promote the best.",
+    ),
 }
 
 
