@@ -11,9 +11,12 @@ import hashlib
 import json
 import os
 import sys
+import math
 import traceback
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 MODEL_FILE = "model.joblib"
 TYPES = ("int", "float", "str", "bool", "list", "dict", "any")
@@ -29,6 +32,298 @@ class ParameterError(ValueError):
 
 class ModelIntegrityError(RuntimeError):
     """A model file whose sha256 is not the one recorded when it was saved."""
+
+
+CONTRACT_RULES = (
+    "missing",
+    "unknown",
+    "type",
+    "not-a-number",
+    "null",
+    "range",
+    "category",
+)
+KINDS = ("int", "float", "bool", "str", "datetime", "any")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a record breaks the input contract: `row` is 0-based, `rule` one of
+    CONTRACT_RULES; "range" and "category" are warnings unless ranges are strict."""
+
+    row: int
+    field: str
+    rule: str
+    message: str
+    severity: str  # "error" | "warning"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "field": self.field,
+            "rule": self.rule,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+
+@dataclass(frozen=True)
+class FieldContract:
+    """What training saw of one input field."""
+
+    name: str
+    dtype: str
+    kind: str  # one of KINDS
+    nullable: bool
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """The fields predict receives, in order, with example records."""
+
+    fields: tuple[FieldContract, ...]
+    examples: tuple[dict[str, Any], ...] = ()
+    kind: str = "dataframe"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "fields": [
+                {
+                    "name": f.name,
+                    "dtype": f.dtype,
+                    "kind": f.kind,
+                    "nullable": f.nullable,
+                    "min": f.min,
+                    "max": f.max,
+                    "categories": list(f.categories) if f.categories else None,
+                }
+                for f in self.fields
+            ],
+            "examples": [dict(e) for e in self.examples],
+        }
+
+
+def kind_of_dtype(dtype: str) -> str:
+    """The JSON kind of a pandas/numpy dtype or Python type name."""
+    text = str(dtype).lower()
+    if text.startswith(("int", "uint")) or text in ("long",):
+        return "int"
+    if text.startswith(("float", "double", "decimal")):
+        return "float"
+    if text.startswith("bool"):
+        return "bool"
+    if text.startswith(("datetime", "timestamp", "date")):
+        return "datetime"
+    if text in ("str", "string", "unicode"):
+        return "str"
+    return "any"
+
+
+def _get(item: Any, name: str, default: Any = None) -> Any:
+    if isinstance(item, Mapping):
+        return item.get(name, default)
+    return getattr(item, name, default)
+
+
+def as_input_contract(contract: Any) -> InputContract:
+    """An InputContract from one, from a recorded contract (run.json's `predict_inputs` or
+    `contract`, as a dict or a record with `features`), or from a to_dict() of one."""
+    if isinstance(contract, InputContract):
+        return contract
+    items = _get(contract, "fields")
+    if items is None:
+        items = _get(contract, "features") or ()
+    fields = []
+    for item in items:
+        dtype = str(_get(item, "dtype", "any"))
+        kind = _get(item, "kind") or kind_of_dtype(dtype)
+        nullable = _get(item, "nullable")
+        categories = _get(item, "categories")
+        fields.append(
+            FieldContract(
+                name=str(_get(item, "name")),
+                dtype=dtype,
+                kind=kind if kind in KINDS else "any",
+                nullable=True if nullable is None else bool(nullable),
+                min=_get(item, "min"),
+                max=_get(item, "max"),
+                categories=tuple(categories) if categories else None,
+            )
+        )
+    examples = tuple(dict(e) for e in (_get(contract, "examples") or ()))
+    return InputContract(tuple(fields), examples, str(_get(contract, "kind") or ""))
+
+
+def run_input_contract(record: Mapping[str, Any]) -> InputContract | None:
+    """The contract a run's predict is held to, from its run.json: what the notebook fed
+    predict when recorded, else what the model was fitted on."""
+    for key in ("predict_inputs", "contract"):
+        value = record.get(key)
+        if isinstance(value, Mapping) and value.get("features"):
+            return as_input_contract(value)
+    return None
+
+
+def _number_text(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_value(spec: FieldContract, value: Any) -> tuple[str, str] | None:
+    """(rule, message) when `value` breaks the field's type or null rule."""
+    name = spec.name
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        if spec.nullable:
+            return None
+        return "null", f"{name!r} may not be null: training saw no missing values"
+    kind = spec.kind
+    if kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                if _number_text(value):
+                    return (
+                        "type",
+                        f"{name!r} must be a JSON number, not the text {value!r}",
+                    )
+                return "not-a-number", f"{name!r} must be a number, not {value!r}"
+            return "type", f"{name!r} must be a number, not {_json_type(value)}"
+        if isinstance(value, float) and math.isinf(value):
+            return "not-a-number", f"{name!r} must be a finite number, not {value!r}"
+        if kind == "int" and isinstance(value, float) and not value.is_integer():
+            return "type", f"{name!r} must be a whole number, not {value!r}"
+        return None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return None
+        return "type", f"{name!r} must be true or false, not {_json_type(value)}"
+    if kind == "str":
+        if isinstance(value, str):
+            return None
+        return "type", f"{name!r} must be a string, not {_json_type(value)}"
+    if kind == "datetime":
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return "type", f"{name!r} must be an ISO date or time, not {value!r}"
+            return None
+        return (
+            "type",
+            f"{name!r} must be an ISO date or time string, not {_json_type(value)}",
+        )
+    if isinstance(value, (dict, list)):
+        return "type", f"{name!r} must be a single value, not {_json_type(value)}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _check_seen(spec: FieldContract, value: Any) -> tuple[str, str] | None:
+    """(rule, message) when `value` lies outside what training saw."""
+    if value is None or isinstance(value, bool):
+        return None
+    if spec.categories is not None:
+        if value not in spec.categories:
+            seen = ", ".join(repr(c) for c in spec.categories[:10])
+            return (
+                "category",
+                f"{spec.name!r} = {value!r} was not seen in training ({seen})",
+            )
+        return None
+    if spec.kind in ("int", "float") and isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        low, high = spec.min, spec.max
+        if (low is not None and value < low) or (high is not None and value > high):
+            return (
+                "range",
+                f"{spec.name!r} = {value!r} is outside the training range [{low}, {high}]",
+            )
+    return None
+
+
+def validate_records(
+    records: Iterable[Any], contract: Any, *, strict_ranges: bool = False
+) -> list[Violation]:
+    """Every way `records` (mappings of field name to value) break `contract`.
+
+    Errors: a field missing, a field the contract does not know, a wrong type, text where
+    a number belongs, a null where training saw none. Warnings (errors when
+    `strict_ranges`): a number outside the training range, a category never seen."""
+    spec = as_input_contract(contract)
+    by_name = {f.name: f for f in spec.fields}
+    seen_severity = "error" if strict_ranges else "warning"
+    violations: list[Violation] = []
+    for row, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            violations.append(
+                Violation(
+                    row,
+                    "",
+                    "type",
+                    f"record {row} must be an object of field values, not {_json_type(record)}",
+                    "error",
+                )
+            )
+            continue
+        for name in record:
+            if name not in by_name:
+                known = ", ".join(by_name) or "none"
+                violations.append(
+                    Violation(
+                        row,
+                        str(name),
+                        "unknown",
+                        f"{name!r} is not an input of this model (its inputs: {known})",
+                        "error",
+                    )
+                )
+        for name, field_spec in by_name.items():
+            if name not in record:
+                violations.append(
+                    Violation(
+                        row,
+                        name,
+                        "missing",
+                        f"{name!r} is required but missing",
+                        "error",
+                    )
+                )
+                continue
+            value = record[name]
+            problem = _check_value(field_spec, value)
+            if problem is not None:
+                violations.append(Violation(row, name, problem[0], problem[1], "error"))
+                continue
+            problem = _check_seen(field_spec, value)
+            if problem is not None:
+                violations.append(
+                    Violation(row, name, problem[0], problem[1], seen_severity)
+                )
+    return violations
 
 
 def coerce(name: str, spec: Mapping[str, Any], value: Any) -> Any:

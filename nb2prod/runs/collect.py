@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2prod.runs.artifacts import save_model
-from nb2prod.runs.contract import describe_data, to_jsonable
+from nb2prod.runs.contract import describe_data, population_expression, to_jsonable
 
 OUTPUT_ENV = "NB2PROD_RUN_DIR"
 REPORT = "collected.json"
@@ -83,7 +83,14 @@ def collect(
     if inputs_expression:
         try:
             value = eval(inputs_expression, scope)  # noqa: S307
-            report["predict_inputs"] = asdict(describe_data(value, inputs_expression))
+            population = None
+            source = population_expression(inputs_expression)
+            if source is not None:
+                try:
+                    population = eval(source, scope)  # noqa: S307 - the data the example rows came from
+                except Exception:
+                    population = None
+            report["predict_inputs"] = asdict(describe_data(value, inputs_expression, population=population))
         except Exception as exc:
             problems.append(f"predict inputs: evaluating {inputs_expression!r} raised {type(exc).__name__}: {exc}")
 

@@ -83,8 +83,15 @@ class GitInfo:
 
 @dataclass(frozen=True)
 class Feature:
+    """One input field: its dtype, and what training saw of it (None where not recorded)."""
+
     name: str
     dtype: str
+    kind: str | None = None  # JSON kind: int | float | bool | str | datetime | any
+    nullable: bool | None = None  # training saw missing values
+    min: float | None = None  # numeric fields: smallest and largest value seen
+    max: float | None = None
+    categories: tuple[Any, ...] | None = None  # low-cardinality fields: every value seen, sorted
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,7 @@ class Contract:
     features: tuple[Feature, ...]
     n_rows: int | None
     examples: tuple[dict[str, Any], ...] = ()
+    stats_expression: str | None = None  # what ranges and categories were taken from (n_rows is its size)
 
 
 @dataclass(frozen=True)
