@@ -38,6 +38,9 @@ def prepare_output(output: Path) -> Path:
         output.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphans(output)
         folder = Path(tempfile.mkdtemp(prefix=f".{output.name}{_PARTIAL}{os.getpid()}-", dir=output.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(folder, 0o777 & ~umask)  # mkdtemp makes it private; OUTPUT gets the usual permissions
     except OSError as exc:
         raise InputError(f"cannot write the output beside {output} ({exc.strerror or exc}).") from None
     (folder / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")

@@ -149,19 +149,13 @@ def _csv_chunks(spec: InputSpec, chunk_rows: int, text_columns: tuple[str, ...])
             while pending_rows >= chunk_rows:
                 table = pa.Table.from_batches(pending)
                 yield Chunk(first_row, table.slice(0, chunk_rows), None, handle.tell())
-                rest = table.slice(chunk_rows)
                 first_row += chunk_rows
-                pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+                pending = table.slice(chunk_rows).to_batches()
+                pending_rows -= chunk_rows
         if pending_rows:
-            yield Chunk(
-                first_row, pa.Table.from_batches([b for t in pending for b in _batches(t)]), None, handle.tell()
-            )
+            yield Chunk(first_row, pa.Table.from_batches(pending), None, handle.tell())
     finally:
         handle.close()
-
-
-def _batches(item: Any) -> list[Any]:
-    return item.to_batches() if hasattr(item, "to_batches") else [item]
 
 
 def _parquet_chunks(spec: InputSpec, chunk_rows: int) -> Iterator[Chunk]:

@@ -116,16 +116,19 @@ class ScoreResult:
 
 
 # --- worker side -------------------------------------------------------------------------------
-_LOADED: dict[tuple[str, str], Any] = {}  # (store, run id) -> LoadedRun: one load and verification per worker
+# (store, run id, job) -> LoadedRun: each worker loads and verifies the model once per job, and
+# holds only the latest job's model (a worker process lives on between jobs of a shared cluster).
+_LOADED: dict[tuple[str, str, str], Any] = {}
 
 
 def _loaded_run(job: Job) -> tuple[Any, float]:
-    key = (job.store, job.run_id)
+    key = (job.store, job.run_id, job.folder)
     if key in _LOADED:
         return _LOADED[key], 0.0
     from nb2prod.runs.predicting import load_run
 
     started = time.perf_counter()
+    _LOADED.clear()
     loaded = load_run(RunStore(job.store), job.run_id)
     _LOADED[key] = loaded
     return loaded, time.perf_counter() - started
@@ -383,6 +386,7 @@ def score(
         rows = sum(r.rows for r in results)
         scored = sum(r.scored for r in results)
         loads = {r.worker for r in results if r.load_s > 0}
+        chunks_by_worker = Counter(r.worker for r in results)
         total_s = time.perf_counter() - t0
         record = {
             "nb2prod_version": __version__,
@@ -409,6 +413,7 @@ def score(
             "engine_address": runner.address,
             "workers": runner.workers,
             "model_loads": len(loads),
+            "chunks_by_worker": dict(sorted(chunks_by_worker.items())),
             "chunk_rows": chunk_rows,
             "timings": {
                 "started_at": started_at,
