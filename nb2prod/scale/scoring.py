@@ -87,6 +87,7 @@ class ScoreResult:
     parts: tuple[str, ...]
     warnings: tuple[tuple[str, str, int], ...]  # (field, rule, count): outside the training range, unseen category
     model_loads: int  # distinct workers that loaded and verified the model
+    model_load_s: float  # the longest a worker took to load and verify it (part of score_s)
     startup_s: float
     score_s: float
     total_s: float
@@ -419,6 +420,7 @@ def score(
                 "started_at": started_at,
                 "finished_at": utc_now_iso(),
                 "startup_s": round(runner.startup_s, 4),
+                "model_load_s": round(max((r.load_s for r in results), default=0.0), 4),
                 "score_s": round(score_s, 4),
                 "total_s": round(total_s, 4),
             },
@@ -449,6 +451,7 @@ def score(
         parts=tuple(record["parts"]),
         warnings=tuple((f, r, n) for (f, r), n in sorted(warnings.items())),
         model_loads=len(loads),
+        model_load_s=record["timings"]["model_load_s"],
         startup_s=round(runner.startup_s, 4),
         score_s=round(score_s, 4),
         total_s=round(time.perf_counter() - t0, 4),
