@@ -324,6 +324,13 @@ def score(
     started_at = utc_now_iso()
     if chunk_rows < 1:
         raise InputError(f"--chunk-rows must be a positive number of rows, not {chunk_rows}.")
+    try:
+        import pandas  # noqa: F401  - chunks reach predict as DataFrames
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise InputError(
+            f"nb2prod score needs pandas and pyarrow ({exc.name} is missing): pip install pandas pyarrow"
+        ) from None
     run_store = store if isinstance(store, RunStore) else RunStore(store)
     output = Path(output).absolute()
     input_path = Path(input_path)
