@@ -226,3 +226,20 @@ def test_memory_stays_bounded_while_streaming(fraud, tmp_path):
     # the whole 300k-row frame with its features would add well over 60 MB; streaming adds little
     assert six_chunks < one_chunk + 60, (one_chunk, six_chunks)
     assert six_chunks < 800, six_chunks
+
+
+def test_a_tampered_model_is_refused_and_nothing_is_written(fraud, data, tmp_path):
+    import shutil
+
+    store = tmp_path / "runs"
+    shutil.copytree(fraud["store"], store)
+    recorded = json.loads((store / fraud["run_id"] / "run.json").read_text())["model"]["file"]
+    model = store / fraud["run_id"] / recorded
+    os.chmod(model.parent, 0o755)
+    os.chmod(model, 0o644)
+    with open(model, "ab") as handle:
+        handle.write(b"\0")
+    out = tmp_path / "out"
+    done = cli("score", "production", str(data["parquet"]), str(out), "--store", str(store))
+    assert done.returncode != 0 and "sha256" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
