@@ -37,6 +37,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Run the notebook and its package in a clean environment; exit 1 if they compute differently.",
     ),
     "serve": ("nb2prod.commands.serve", "serve", "Serve a run's model over HTTP; follows promote and rollback live."),
+    "score": (
+        "nb2prod.commands.scale",
+        "score",
+        "Score a large input in chunks with a run's model on local, Dask or Spark; parquet out.",
+    ),
+    "sweep": (
+        "nb2prod.commands.scale",
+        "sweep",
+        "Train every point of a parameter grid as its own run; promote the best.",
+    ),
 }
 
 
