@@ -6,6 +6,7 @@ version-3 notebooks. Nothing here executes or interprets cell code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -55,7 +56,12 @@ def read_notebook(path: str | Path) -> Notebook:
         raise InputError(
             f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB; nb2prod does not read notebooks this large"
         )
-    return parse_notebook(path.read_bytes(), path)
+    raw = path.read_bytes()
+    from nb2prod.textnotebook import is_text_notebook, text_to_ipynb
+
+    if is_text_notebook(path):
+        return dataclasses.replace(parse_notebook(text_to_ipynb(raw, path), path), sha256=notebook_sha256(raw))
+    return parse_notebook(raw, path)
 
 
 def notebook_sha256(raw: bytes) -> str:
