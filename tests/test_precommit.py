@@ -64,29 +64,43 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def test_system_hook_passes_a_fresh_build_and_refuses_a_stale_one(tmp_path: Path, env: dict[str, str]) -> None:
     notebook = project(tmp_path / "proj")
-    fresh = pre_commit(notebook.parent, "try-repo", str(REPO), "nb2prod-check-system", "--files", notebook.name, env=env)
+    fresh = pre_commit(
+        notebook.parent, "try-repo", str(REPO), "nb2prod-check-system", "--files", notebook.name, env=env
+    )
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     assert "Passed" in fresh.stdout
     stale(notebook)
-    refused = pre_commit(notebook.parent, "try-repo", str(REPO), "nb2prod-check-system", "--files", notebook.name, env=env)
+    refused = pre_commit(
+        notebook.parent, "try-repo", str(REPO), "nb2prod-check-system", "--files", notebook.name, env=env
+    )
     assert refused.returncode == 1, refused.stdout
     assert "Failed" in refused.stdout and "differs from what the notebook builds" in refused.stdout
 
 
+NODE_TOOLS = frozenset({"node", "nodejs", "npm", "npx", "yarn", "jlpm", "corepack"})
+
+
 def _path_without_node(folder: Path) -> str:
-    """A PATH with git and this Python, but no node: pre-commit's install must not need it."""
+    """This PATH's programs, linked into one folder, less node and its package managers."""
     folder.mkdir()
-    for tool in ("git", "sh", "bash", "env", "uname", "cat"):
-        found = shutil.which(tool)
-        if found:
-            (folder / tool).symlink_to(found)
-    (folder / "python3").symlink_to(sys.executable)
-    (folder / "python").symlink_to(sys.executable)
+    for entry in os.environ["PATH"].split(os.pathsep):
+        directory = Path(entry)
+        if not directory.is_dir():
+            continue
+        for program in directory.iterdir():
+            target = folder / program.name
+            if program.name in NODE_TOOLS or target.exists() or not os.access(program, os.X_OK):
+                continue
+            target.symlink_to(program.resolve() if program.is_symlink() else program)
     return str(folder)
 
 
-def test_python_hook_installs_without_node_and_uses_additional_dependencies(tmp_path: Path, env: dict[str, str]) -> None:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+def test_python_hook_installs_without_node_and_uses_additional_dependencies(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     from importlib.metadata import version
 
     # a library nb2prod itself does not depend on: the hook's environment has it only through
@@ -101,7 +115,8 @@ def test_python_hook_installs_without_node_and_uses_additional_dependencies(tmp_
         "      - id: nb2prod-check\n"
         f"        additional_dependencies: ['{pin}']\n"
     )
-    env = {**env, "PATH": _path_without_node(tmp_path / "bin")}
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # the hook runs the nb2prod pre-commit installed
+    env["PATH"] = _path_without_node(tmp_path / "bin")
     assert shutil.which("node", path=env["PATH"]) is None
     fresh = pre_commit(notebook.parent, "run", "--files", notebook.name, env=env)
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
