@@ -30,7 +30,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "promote": ("nb2prod.commands.runs", "promote", "Point an alias (default production) at a run."),
     "rollback": ("nb2prod.commands.runs", "rollback", "Move an alias back to its previous run."),
     "predict": ("nb2prod.commands.runs", "predict", "Predict with a run's model (id or alias) on CSV or JSON lines."),
-    "drift": ("nb2prod.commands.monitor", "drift", "Compare current data with a run's training baseline; exit 1 on drift."),
+    "drift": (
+        "nb2prod.commands.monitor",
+        "drift",
+        "Compare current data with a run's training baseline; exit 1 on drift.",
+    ),
 }
 
 

@@ -56,7 +56,14 @@ def drift(
     from nb2prod.monitor import drift as compute, write_report
 
     report = compute(
-        _open_store(store), run, data, alpha=alpha, psi_threshold=psi_threshold, since=since, window=window
+        _open_store(store),
+        run,
+        data,
+        alpha=alpha,
+        psi_threshold=psi_threshold,
+        since=since,
+        window=window,
+        score=not no_score,
     )
     if report_path is not None:
         write_report(report, report_path)

@@ -48,7 +48,13 @@ def drift(
         )
     accumulator = DriftAccumulator(baseline)
     loaded = None
+    names = {p.name for p in baseline.inputs}
     for chunk in read_chunks(Path(data), since=since, window=window):
+        if not names & set(map(str, chunk.inputs.columns)):
+            raise InputError(
+                f"{data}: none of its columns is an input of run {run.run_id} "
+                f"(expected {', '.join(p.name for p in baseline.inputs) or 'no recorded inputs'})"
+            )
         scores = chunk.score
         if scores is None and score and baseline.score is not None and run.manifest.model is not None:
             if loaded is None:
