@@ -157,3 +157,47 @@ def test_two_million_rows_in_bounded_memory(fraud_run, transactions, tmp_path: P
     # the process (python, pandas, scikit-learn, the model) plus one chunk; the data alone is `whole`
     assert peak < 700 * 2**20, f"peak {peak / 2**20:.0f} MiB"
     assert whole > 90 * 2**20
+
+
+def test_report_opens_in_a_real_browser_with_its_plots(fraud_run, transactions, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shifted = transactions(1500, 21).copy()
+    shifted["hour"] = (shifted["hour"] + 6) % 24
+    data = tmp_path / "shifted.csv"
+    shifted.to_csv(data, index=False)
+    report = tmp_path / "out" / "report.html"
+    assert (
+        cli(
+            "drift", str(fraud_run["run"]), str(data), "--store", str(fraud_run["store"]), "--report", str(report)
+        ).returncode
+        == 1
+    )
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts" / "monitor"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(report.as_uri())
+            assert "columns drifted" in page.inner_text("#verdict")
+            widths = page.eval_on_selector_all("#plots img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            assert widths and all(w > 100 for w in widths)
+            assert page.locator("tr.drift td:first-child", has_text="hour").count() == 1
+            page.screenshot(path=str(artifacts / "drift-report.png"), full_page=True)
+            assert not errors
+        finally:
+            browser.close()
