@@ -47,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "sweep",
         "Train every point of a parameter grid as its own run; promote the best.",
     ),
+    "drift": (
+        "nb2prod.commands.monitor",
+        "drift",
+        "Compare current data with a run's training baseline; exit 1 on drift.",
+    ),
 }
 
 

@@ -6,6 +6,7 @@ version-3 notebooks. Nothing here executes or interprets cell code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -74,6 +75,10 @@ def read_notebook(path: str | Path) -> Notebook:
         raise InputError(f"{path}: cannot read the notebook ({exc.strerror or type(exc).__name__})") from None
     if len(raw) > MAX_NOTEBOOK_BYTES:
         raise too_large
+    from nb2prod.textnotebook import is_text_notebook, text_to_ipynb
+
+    if is_text_notebook(path):
+        return dataclasses.replace(parse_notebook(text_to_ipynb(raw, path), path), sha256=notebook_sha256(raw))
     return parse_notebook(raw, path)
 
 

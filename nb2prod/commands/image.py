@@ -27,8 +27,10 @@ def resolve_build_dir(target: Path, output: Path | None) -> Path:
         if not (target / "Dockerfile").is_file():
             raise InputError(f"{target} has no Dockerfile; pass a build folder made by `nb2prod build` or a notebook.")
         return target
-    if target.suffix != ".ipynb":
-        raise InputError(f"{target} is neither a build folder nor a notebook (.ipynb).")
+    from nb2prod.textnotebook import is_notebook_path
+
+    if not is_notebook_path(target):
+        raise InputError(f"{target} is neither a build folder nor a notebook (.ipynb, or a jupytext .py).")
     from nb2prod.api import build as build_notebook
 
     result = build_notebook(target, output=output)
@@ -215,7 +217,7 @@ def manifests(
         render_manifest_files,
     )
 
-    build_dir = resolve_build_dir(target, None) if target.suffix == ".ipynb" else target
+    build_dir = resolve_build_dir(target, None) if not target.is_dir() else target
     data = read_build_manifest(build_dir)
     if not data:
         raise InputError(f"{build_dir} is not an nb2prod build: it has no readable nb2prod.json.")

@@ -329,6 +329,45 @@ def runs_history(alias: str | None, store: Path | None, fmt: str) -> None:
         click.echo(f"{c.when}  {c.who}  {c.action} {c.alias}: {c.from_run or '-'} -> {c.to_run}{aborted}")
 
 
+@runs.command("export")
+@click.argument("refs", metavar="[RUN|ALIAS]...", nargs=-1)
+@click.option("--all", "all_runs", is_flag=True, help="Export every run of the store.")
+@click.option("--to", "target", type=click.Choice(["mlflow"]), required=True, help="Where to export.")
+@click.option(
+    "--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlruns)."
+)
+@click.option("--registered-model", default=None, help="Registered model name (default: the notebook's name).")
+@_store_option()
+@FORMAT
+def runs_export(
+    refs: tuple[str, ...],
+    all_runs: bool,
+    target: str,
+    tracking_uri: str | None,
+    registered_model: str | None,
+    store: Path | None,
+    fmt: str,
+) -> None:
+    """Log runs, their models and the aliases to MLflow; exporting again adds nothing twice."""
+    from nb2prod.errors import InputError
+    from nb2prod.tracking import export_to_mlflow
+
+    if bool(refs) == all_runs:
+        raise InputError("name the runs to export (run ids or aliases) or pass --all, not both.")
+    result = export_to_mlflow(
+        _open_store(store), list(refs) or None, tracking_uri=tracking_uri, registered_model=registered_model
+    )
+    if fmt == "json":
+        _echo_json(result.to_dict())
+        return
+    for run in result.runs:
+        what = "exported" if run.created else "already exported"
+        version = f", version {run.model_version}" if run.model_version else ""
+        click.echo(f"{run.run_id}: {what} as MLflow run {run.mlflow_run_id} ({run.status}{version})")
+    for alias, version in sorted(result.aliases.items()):
+        click.echo(f"alias {alias} -> {result.registered_model} version {version}")
+
+
 # --- promote / rollback ----------------------------------------------------------------------
 @click.command()
 @click.argument("run")

@@ -112,8 +112,10 @@ def locate_build(target: Path) -> BuildInfo:
     target = target.resolve()
     if target.is_dir():
         return read_build(target)
-    if target.suffix != ".ipynb":
-        raise InputError(f"{target} is neither a notebook (.ipynb) nor a build folder.")
+    from nb2prod.textnotebook import is_notebook_path
+
+    if not is_notebook_path(target):
+        raise InputError(f"{target} is neither a notebook (.ipynb, or a jupytext .py) nor a build folder.")
     from nb2prod import api
 
     result = api.build(target)

@@ -94,6 +94,20 @@ def collect(
         except Exception as exc:
             problems.append(f"predict inputs: evaluating {inputs_expression!r} raised {type(exc).__name__}: {exc}")
 
+    from nb2prod.monitor.baseline import collect_baseline
+
+    problems.extend(
+        collect_baseline(
+            scope,
+            out,
+            model=namespace.get(model_variable),
+            fitted=fitted,
+            inputs_expression=inputs_expression,
+            features_expression=contract_expression,
+            package=package,
+        )
+    )
+
     if model_variable in namespace:
         probe = _head(fitted, PROBE_ROWS) if fitted is not None else None
         artifact = save_model(namespace[model_variable], out, model_variable, probe=probe, fmt=model_format)

@@ -43,6 +43,7 @@ RUN_FILES = {
     "metrics.json": "the `metrics` dict bound by the metrics cells",
     "contract.json": "feature names, dtypes and example rows of what the model was fitted on",
     "model/": "the model artifact and its .sha256",
+    "baseline.json": "distributions of the inputs, features and scores the run is judged against (drift)",
     "notebook.ipynb": "the executed job notebook (papermill engine)",
     "output.log": "stdout and stderr of the job (python engine)",
     "environment.txt": "installed package pins, name==version",
