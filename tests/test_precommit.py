@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import cell, write_notebook
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import jupytext
 import pytest
+from nbtest_helpers import SMALL_CELLS, cell, write_notebook
 
 from nb2prod import api
 from nb2prod.notebook import CELL_ID, read_notebook
-from nbtest_helpers import SMALL_CELLS, cell, write_notebook
 
 
 def nb2prod(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,7 +57,7 @@ def test_equal_cells_get_distinct_ids(tmp_path: Path) -> None:
 def test_percent_notebook_builds_byte_identically_twice(tmp_path: Path) -> None:
     path = percent_notebook(tmp_path)
     a = api.build(path, output=tmp_path / "a")
-    b = api.build(path, output=tmp_path / "b")
+    api.build(path, output=tmp_path / "b")
     assert a.package == "small"
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     assert not api.build(path, output=tmp_path / "a").changed

@@ -1,5 +1,5 @@
 """Rows to judge, read in chunks: CSV, parquet (a file or a folder of parts), JSON lines, or a
-server's prediction log folder (JSON lines of {"time", "inputs", "output", ...})."""
+server's prediction log folder (read with the server's own reader, `nb2prod.serve.read_prediction_log`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Chunk:
 
 
 def _is_log_folder(path: Path) -> bool:
-    return path.is_dir() and any(path.glob("*.jsonl")) and not any(path.glob("*.parquet"))
+    return path.is_dir() and any(path.glob("predictions-*.jsonl")) and not any(path.glob("*.parquet"))
 
 
 def detect_format(path: Path) -> str:
@@ -53,10 +53,11 @@ def read_chunks(
     fmt = detect_format(path)
     if since is not None and fmt != "log":
         raise InputError("--since applies to a prediction-log folder, whose records carry their time")
-    if fmt == "log":
-        chunks: Iterator[Chunk] = _log_chunks(path, chunk_rows, since)
-    elif fmt == "csv":
-        chunks = _csv_chunks(path, chunk_rows)
+    if fmt == "log":  # the log's reader applies since and window itself
+        yield from _log_chunks(path, chunk_rows, since, window)
+        return
+    if fmt == "csv":
+        chunks: Iterator[Chunk] = _csv_chunks(path, chunk_rows)
     elif fmt == "parquet":
         chunks = _parquet_chunks(path, chunk_rows)
     else:
@@ -136,29 +137,25 @@ def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         yield Chunk(pd.DataFrame.from_records(rows))
 
 
-def _log_chunks(folder: Path, chunk_rows: int, since: str | None) -> Iterator[Chunk]:
+def _log_chunks(folder: Path, chunk_rows: int, since: str | None, window: int | None) -> Iterator[Chunk]:
     import pandas as pd
+
+    from nb2prod.serve import read_prediction_log
 
     inputs: list[dict[str, Any]] = []
     outputs: list[Any] = []
-    for file in sorted(folder.glob("*.jsonl")):
-        with file.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    raise InputError(f"{file}, line {number}: not a prediction-log record (invalid JSON)") from None
-                if not isinstance(record, dict) or not isinstance(record.get("inputs"), dict):
-                    raise InputError(f"{file}, line {number}: not a prediction-log record (no inputs object)")
-                if since is not None and str(record.get("time", "")) < since:
-                    continue
-                inputs.append(record["inputs"])
-                outputs.append(_score_of(record.get("output")))
-                if len(inputs) >= chunk_rows:
-                    yield Chunk(pd.DataFrame.from_records(inputs), pd.Series(outputs, name="score"))
-                    inputs, outputs = [], []
+    try:
+        records = read_prediction_log(folder, since=since, window=window)
+        for record in records:
+            if not isinstance(record, dict) or not isinstance(record.get("inputs"), dict):
+                raise InputError(f"{folder}: a record without an inputs object is not a prediction-log record")
+            inputs.append(record["inputs"])
+            outputs.append(_score_of(record.get("output")))
+            if len(inputs) >= chunk_rows:
+                yield Chunk(pd.DataFrame.from_records(inputs), pd.Series(outputs, name="score"))
+                inputs, outputs = [], []
+    except ValueError as exc:  # an unreadable --since
+        raise InputError(f"--since {since!r} is not an ISO 8601 time ({exc})") from None
     if inputs:
         yield Chunk(pd.DataFrame.from_records(inputs), pd.Series(outputs, name="score"))
 

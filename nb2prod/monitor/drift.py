@@ -15,8 +15,9 @@ the number of rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from nb2prod.monitor.baseline import Baseline, ColumnProfile, category_key
 

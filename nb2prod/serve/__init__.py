@@ -7,12 +7,21 @@ The server's code lives in `nb2prod/serve/shipped/` and is copied into every gen
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from nb2prod.serve.shipped.main import ServeError, ServeOptions
 
-__all__ = ["ServeError", "ServeOptions", "create_app", "serve", "source_spec"]
+__all__ = ["ServeError", "ServeOptions", "create_app", "read_prediction_log", "serve", "source_spec"]
+
+
+def read_prediction_log(folder: str | Path, since: Any = None, window: int | None = None) -> Any:
+    """The records of a server's prediction log folder, in time order: from `since` (an ISO time,
+    a datetime or a timedelta ago) and, with `window`, only the last `window` of them."""
+    from nb2prod.serve.shipped.predlog import iter_records
+
+    return iter_records(folder, since=since, window=window)
 
 
 def source_spec(store: str | Path, ref: str) -> dict[str, Any]:

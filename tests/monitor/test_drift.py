@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import stat
 import subprocess
 import sys
@@ -101,7 +100,7 @@ def test_prediction_log_folder_with_since_and_window(fraud_run, transactions, tm
     folder.mkdir()
     fresh, shifted = transactions(1500, 11), transactions(1500, 12).copy()
     shifted["hour"] = (shifted["hour"] + 8) % 24
-    with (folder / "predictions-2026-12-01.jsonl").open("w") as handle:
+    with (folder / "predictions-20261201-0000.jsonl").open("w") as handle:
         for number, (frame, day) in enumerate(((fresh, "2026-12-01T08"), (shifted, "2026-12-01T20"))):
             for i, row in enumerate(frame.to_dict(orient="records")):
                 record = {
