@@ -4,7 +4,8 @@ cell ids, file names and parameter help comments; hostile strings everywhere) ei
 refused with NotebookErrors/InputError, never an internal error; every file of a build parses in
 its language and says what the notebook said; two builds are byte-identical.
 
-Fixed seed and a bounded number of examples in CI; NB2PROD_FUZZ_EXAMPLES=N runs N examples.
+Fixed seed and a bounded number of examples in CI; NB2PROD_FUZZ_EXAMPLES=N runs N examples,
+NB2PROD_FUZZ_SEED=S another seed, NB2PROD_FUZZ_SHRINK=1 shrinks a failure to a small notebook.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, seed, settings
 from hypothesis import strategies as st
 
 from generated_checks import assert_every_file_parses, assert_strings_read_back, tree
@@ -22,6 +23,7 @@ from nb2prod import api
 from nb2prod.errors import InputError, NotebookErrors
 
 EXAMPLES = int(os.environ.get("NB2PROD_FUZZ_EXAMPLES", "25"))
+SEED = os.environ.get("NB2PROD_FUZZ_SEED")  # another fixed seed on demand; CI runs the derandomized one
 # Shrinking a failure can take minutes; on demand (NB2PROD_FUZZ_SHRINK=1) it finds the smallest notebook.
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + (
     [Phase.shrink] if os.environ.get("NB2PROD_FUZZ_SHRINK") else []
@@ -174,12 +176,13 @@ def notebooks(draw: st.DrawFn) -> tuple[str, list[dict], dict | None]:
 
 @settings(
     max_examples=EXAMPLES,
-    derandomize=True,
+    derandomize=SEED is None,
     deadline=None,
     database=None,
     phases=PHASES,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@seed(int(SEED or 0))
 @given(notebooks())
 def test_random_notebooks_build_or_are_refused_and_every_file_parses(case: tuple[str, list[dict], dict | None]) -> None:
     name, cells, expected = case

@@ -228,21 +228,51 @@ def test_random_sigkills_of_real_builds_leave_the_old_or_the_new_tree(tmp_path: 
     assert {k: v[1] for k, v in snapshot(out).items() if v[0] == "file" and k in trees[version]} == trees[version]
 
 
-def test_concurrent_cli_builds_never_claim_a_hand_edit(tmp_path: Path) -> None:
-    """Two `nb2prod build` processes of alternating versions at once: each waits for the other's
-    write (the output lock), so neither mistakes the other's files for a hand edit."""
-    path = notebook(tmp_path / "nb.ipynb", 1, cells=30)
+PAUSING_DRIVER = """
+import os, sys, time
+from pathlib import Path
+import nb2prod.writer as writer
+real = writer.read_manifest
+def read_manifest(output):
+    manifest = real(output)
+    marks = Path(os.environ["MARKS"])
+    (marks / "a-read").touch()
+    for _ in range(160):  # wait (at most 8 s) for the other build to finish
+        if (marks / "b-done").exists():
+            break
+        time.sleep(0.05)
+    return manifest
+writer.read_manifest = read_manifest
+from nb2prod.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_concurrent_cli_build_never_claims_a_hand_edit(tmp_path: Path) -> None:
+    """Build A has read the output's record when build B of a newer notebook starts: B waits for
+    A's output lock instead of replacing the files under it, so A finds no hand edit."""
+    path = notebook(tmp_path / "nb.ipynb", 1)
     out = tmp_path / "out"
     api.build(path, output=out)
-    command = [sys.executable, "-m", "nb2prod", "build", str(path), "-o", str(out)]
-    for version in (2, 3, 4):
-        notebook(path, version, cells=30)
-        processes = [
-            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
-        ]
-        notebook(path, version + 10, cells=30)  # the second read may see a newer notebook
-        results = [p.communicate(timeout=300) for p in processes]
-        for process, (stdout, stderr) in zip(processes, results):
-            assert "edited by hand" not in stderr, stderr
-            assert process.returncode == 0, stderr
-    assert api.check(path, output=out).ok or api.build(path, output=out)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    notebook(path, 2)
+    command = ["build", str(path), "-o", str(out)]
+    env = {**os.environ, "MARKS": str(marks)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", PAUSING_DRIVER, *command], env=env, stderr=subprocess.PIPE, text=True
+    )
+    for _ in range(1200):
+        if (marks / "a-read").exists() or first.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert (marks / "a-read").exists(), "build A never reached the output"
+    notebook(path, 3)
+    second = subprocess.Popen([sys.executable, "-m", "nb2prod", *command], stderr=subprocess.PIPE, text=True)
+    while second.poll() is None and first.poll() is None:
+        time.sleep(0.05)
+    (marks / "b-done").touch()
+    errors = [first.communicate(timeout=300)[1], second.communicate(timeout=300)[1]]
+    assert [first.returncode, second.returncode] == [0, 0], errors
+    assert not any("edited by hand" in e for e in errors), errors
+    assert api.check(path, output=out).ok
