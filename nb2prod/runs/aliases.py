@@ -256,6 +256,10 @@ class AliasStore:
                 raise IntegrityError(
                     f"alias {alias!r} would roll back to run {target}, which is missing from the store."
                 )
+            try:
+                self.store.verify(self.store.load(target))
+            except IntegrityError as exc:
+                raise IntegrityError(f"alias {alias!r} cannot roll back to run {target}: {exc.message}") from None
             return self._move(alias, "rollback", old, target, old.previous[:-1])
 
     def _reconcile(self) -> None:

@@ -168,7 +168,9 @@ class RunStore:
             manifest = RunManifest.read(path / MANIFEST)
         except FileNotFoundError:
             raise RunNotFound(f"run {run_id} has no {MANIFEST} in store {self.root}.") from None
-        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        except AttributeError:  # valid JSON, but not an object
+            raise IntegrityError(f"{path / MANIFEST} is not a valid run manifest (expected a JSON object).") from None
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
             raise IntegrityError(f"{path / MANIFEST} is not a valid run manifest ({exc}).") from None
         problem = _manifest_problem(manifest, run_id)
         if problem:

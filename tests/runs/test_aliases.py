@@ -137,3 +137,16 @@ def test_a_crash_while_moving_the_alias_leaves_the_old_target(store: RunStore, m
     assert sorted(p.name for p in (store.root / "aliases").iterdir()) == [".lock", "history.jsonl", "production.json"]
     aliases.promote(b.run_id)  # the lock was released
     assert store.resolve("production") == b.run_id
+
+
+def test_rollback_refuses_a_target_that_no_longer_verifies(store: RunStore):
+    a, b = record_run(store), record_run(store)
+    aliases = AliasStore(store)
+    aliases.promote(a.run_id)
+    aliases.promote(b.run_id)
+    a.path.chmod(0o755)
+    (a.path / "model" / "model.sha256").chmod(0o644)
+    (a.path / "model" / "model.sha256").write_text("0" * 64)
+    with pytest.raises(IntegrityError, match=f"cannot roll back to run {a.run_id}: .*model/model.sha256 changed"):
+        aliases.rollback()
+    assert store.resolve("production") == b.run_id
