@@ -15,6 +15,7 @@ signing key is configured, the run.json.sig beside it. The folder check is the o
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shutil
@@ -201,7 +202,7 @@ class RunStore:
     def get(self, ref: str) -> StoredRun:
         return self.load(self.resolve(ref))
 
-    def problems(self, run: StoredRun) -> list[str]:
+    def problems(self, run: StoredRun) -> builtins.list[str]:
         """Every way the run folder differs from its run.json, signature first (empty when intact)."""
         return runtime.run_problems(run.path, run.manifest.to_dict(), self.signing_key)
 
