@@ -283,7 +283,9 @@ class AliasStore:
             utc_now_iso(), current_user(), alias, action, old.run_id if old else None, run_id, txid, INTENT
         )
         history = self.folder / HISTORY
-        _append_line(history, json.dumps({**change.to_dict(), "state": INTENT}, sort_keys=True))
+        line = {**change.to_dict(), "state": INTENT}
+        del line["status"]  # an entry's "state" is what it records; the status of a change is derived
+        _append_line(history, json.dumps(line, sort_keys=True))
         state = AliasState(alias, run_id, previous, change.when, change.who, txid)
         _atomic_write(self.folder / f"{alias}.json", json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
         _append_line(history, json.dumps(_outcome(txid, COMPLETED), sort_keys=True))
