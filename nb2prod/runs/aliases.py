@@ -256,6 +256,10 @@ class AliasStore:
                 raise IntegrityError(
                     f"alias {alias!r} would roll back to run {target}, which is missing from the store."
                 )
+            try:
+                self.store.verify(self.store.load(target))
+            except IntegrityError as exc:
+                raise IntegrityError(f"alias {alias!r} cannot roll back to run {target}: {exc.message}") from None
             return self._move(alias, "rollback", old, target, old.previous[:-1])
 
     def _reconcile(self) -> None:
@@ -279,7 +283,9 @@ class AliasStore:
             utc_now_iso(), current_user(), alias, action, old.run_id if old else None, run_id, txid, INTENT
         )
         history = self.folder / HISTORY
-        _append_line(history, json.dumps({**change.to_dict(), "state": INTENT}, sort_keys=True))
+        line = {**change.to_dict(), "state": INTENT}
+        del line["status"]  # an entry's "state" is what it records; the status of a change is derived
+        _append_line(history, json.dumps(line, sort_keys=True))
         state = AliasState(alias, run_id, previous, change.when, change.who, txid)
         _atomic_write(self.folder / f"{alias}.json", json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
         _append_line(history, json.dumps(_outcome(txid, COMPLETED), sort_keys=True))

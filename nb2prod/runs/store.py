@@ -15,6 +15,7 @@ signing key is configured, the run.json.sig beside it. The folder check is the o
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shutil
@@ -169,7 +170,9 @@ class RunStore:
             manifest = RunManifest.read(path / MANIFEST)
         except FileNotFoundError:
             raise RunNotFound(f"run {run_id} has no {MANIFEST} in store {self.root}.") from None
-        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        except AttributeError:  # valid JSON, but not an object
+            raise IntegrityError(f"{path / MANIFEST} is not a valid run manifest (expected a JSON object).") from None
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
             raise IntegrityError(f"{path / MANIFEST} is not a valid run manifest ({exc}).") from None
         problem = _manifest_problem(manifest, run_id)
         if problem:
@@ -200,7 +203,7 @@ class RunStore:
     def get(self, ref: str) -> StoredRun:
         return self.load(self.resolve(ref))
 
-    def problems(self, run: StoredRun) -> list[str]:
+    def problems(self, run: StoredRun) -> builtins.list[str]:
         """Every way the run folder differs from its run.json, signature first (empty when intact)."""
         return runtime.run_problems(run.path, run.manifest.to_dict(), self.signing_key)
 

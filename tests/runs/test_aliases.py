@@ -137,3 +137,63 @@ def test_a_crash_while_moving_the_alias_leaves_the_old_target(store: RunStore, m
     assert sorted(p.name for p in (store.root / "aliases").iterdir()) == [".lock", "history.jsonl", "production.json"]
     aliases.promote(b.run_id)  # the lock was released
     assert store.resolve("production") == b.run_id
+
+
+def test_rollback_refuses_a_target_that_no_longer_verifies(store: RunStore):
+    a, b = record_run(store), record_run(store)
+    aliases = AliasStore(store)
+    aliases.promote(a.run_id)
+    aliases.promote(b.run_id)
+    a.path.chmod(0o755)
+    (a.path / "model" / "model.sha256").chmod(0o644)
+    (a.path / "model" / "model.sha256").write_text("0" * 64)
+    with pytest.raises(IntegrityError, match=f"cannot roll back to run {a.run_id}: .*model/model.sha256 changed"):
+        aliases.rollback()
+    assert store.resolve("production") == b.run_id
+
+
+def _left_by_a_killed_promote(store: RunStore, run_id: str, alias_written: bool) -> str:
+    """The files a promote killed after its intent (and, if `alias_written`, after the alias) leaves."""
+    folder = store.root / "aliases"
+    old = json.loads((folder / "production.json").read_text())
+    intent = {
+        "txid": "feedc0de00000001",
+        "state": "intent",
+        "when": "2026-12-01T00:00:00.000000Z",
+        "who": "killed@host",
+        "alias": "production",
+        "action": "promote",
+        "from": old["run_id"],
+        "to": run_id,
+    }
+    with open(folder / "history.jsonl", "a") as handle:
+        handle.write(json.dumps(intent) + "\n")
+    if alias_written:
+        state = {**old, "run_id": run_id, "previous": [*old["previous"], old["run_id"]], "txid": intent["txid"]}
+        (folder / "production.json").write_text(json.dumps(state))
+    (folder / ".production.json.x1y2.tmp").write_text("{")  # a half-written replacement
+    return intent["txid"]
+
+
+@pytest.mark.parametrize("alias_written, outcome", [(True, "completed"), (False, "aborted")])
+def test_a_change_left_unfinished_is_settled_by_what_the_alias_records(
+    store: RunStore, alias_written: bool, outcome: str
+):
+    a, b, c = (record_run(store) for _ in range(3))
+    aliases = AliasStore(store)
+    aliases.promote(a.run_id)
+    txid = _left_by_a_killed_promote(store, b.run_id, alias_written)
+    assert store.resolve("production") == (b.run_id if alias_written else a.run_id)
+    [first, unfinished] = aliases.history()
+    assert (unfinished.txid, unfinished.to_run, unfinished.status) == (txid, b.run_id, outcome)
+
+    aliases.promote(c.run_id)  # the next change writes the outcome down before its own
+    lines = [json.loads(line) for line in (store.root / "aliases" / "history.jsonl").read_text().splitlines()]
+    assert {"txid": txid, "state": outcome} == {k: v for k, v in lines[3].items() if k in ("txid", "state")}
+    assert [(h.to_run, h.status) for h in aliases.history()] == [
+        (a.run_id, "completed"),
+        (b.run_id, outcome),
+        (c.run_id, "completed"),
+    ]
+    assert aliases.history()[-1].from_run == (b.run_id if alias_written else a.run_id)
+    assert not list((store.root / "aliases").glob("*.tmp"))

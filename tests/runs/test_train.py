@@ -247,4 +247,4 @@ def test_predict_with_an_alias_and_refuse_a_tampered_model(ridge: Path, tmp_path
         handle.write(bytes([byte[0] ^ 0xFF]))
     refused = cli("predict", "production", str(csv_in), "--store", str(store))
     assert refused.returncode == 2 and refused.stdout == ""
-    assert "was modified after the run was recorded" in refused.stderr and "refusing to load it" in refused.stderr
+    assert f"run {run_id} failed verification: model/model.skops changed since the run was recorded" in refused.stderr
