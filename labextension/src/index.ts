@@ -20,7 +20,7 @@ import {
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 import { Menu } from '@lumino/widgets';
 
-import { IFinding, RequestError, requestBuild, requestInspect } from './api';
+import { IFinding, IInspectReply, RequestError, requestBuild, requestInspect } from './api';
 import { CellDecorator } from './decorations';
 import { showBuildDialog, showFailure } from './dialog';
 import { IPanelSettings, Nb2prodSidePanel } from './panel';
@@ -83,14 +83,32 @@ function watchSaves(app: JupyterFrontEnd, panel: NotebookPanel, onChecked: (pane
   });
 }
 
+/** The latest inspect asked for each notebook: an older answer arriving later is dropped. */
+const inspectTickets = new WeakMap<NotebookPanel, number>();
+
+/**
+ * Inspect the notebook and draw its findings, unless a newer inspect of it was asked for
+ * meanwhile (answers can arrive out of order); null when this answer was superseded.
+ */
+async function inspectAndShow(app: JupyterFrontEnd, panel: NotebookPanel): Promise<IInspectReply | null> {
+  const ticket = (inspectTickets.get(panel) ?? 0) + 1;
+  inspectTickets.set(panel, ticket);
+  const reply = await requestInspect(serverPath(app, panel));
+  if (inspectTickets.get(panel) !== ticket || panel.isDisposed) {
+    return null;
+  }
+  decoratorOf(panel).setFindings(reply.findings);
+  sidebarRef?.showInspection(panel, reply);
+  return reply;
+}
+
+let sidebarRef: Nb2prodSidePanel | null = null;
+
 /** Ask the server for the notebook's findings and draw them (also after a page reload). */
 async function refreshFindings(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
   await panel.context.ready;
   try {
-    const reply = await requestInspect(serverPath(app, panel));
-    if (!panel.isDisposed) {
-      decoratorOf(panel).setFindings(reply.findings);
-    }
+    await inspectAndShow(app, panel);
   } catch (error) {
     console.warn('nb2prod: inspect failed:', error);
   }
@@ -148,8 +166,10 @@ async function inspectNotebook(app: JupyterFrontEnd, panel: NotebookPanel): Prom
     await panel.context.save();
   }
   try {
-    const reply = await requestInspect(serverPath(app, panel));
-    decoratorOf(panel).setFindings(reply.findings);
+    const reply = await inspectAndShow(app, panel);
+    if (reply === null) {
+      return; // a newer inspect of this notebook answers instead
+    }
     const errors = reply.findings.filter(f => f.severity === 'error').length;
     const notes = reply.findings.length - errors;
     if (!reply.ok && reply.error) {
@@ -210,9 +230,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const sidebar = new Nb2prodSidePanel({
       serverPath: panel => serverPath(app, panel),
       settings: () => settings,
-      showFindings: (panel, findings) => decoratorOf(panel).setFindings(findings)
+      inspect: panel => inspectAndShow(app, panel)
     });
     sidebar.title.icon = SIDEBAR_ICON;
+    sidebarRef = sidebar;
     app.shell.add(sidebar, 'left', { rank: 650 });
     if (settingRegistry) {
       void settingRegistry
@@ -311,7 +332,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     commands.addCommand(CommandIDs.exportModule, {
-      label: args => (args.short ? 'export: module…' : 'nb2prod: export the selected cells to a module…'),
+      label: args => (args.short ? 'to a module…' : 'nb2prod: export the selected cells to a module…'),
       caption: 'Give the selected cells the role export: MODULE (the tag export:MODULE)',
       isEnabled: hasNotebook,
       execute: async () => {

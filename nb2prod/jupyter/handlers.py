@@ -19,9 +19,10 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
@@ -212,10 +213,10 @@ def _import_once() -> None:
         if not _imported:
             import black  # noqa: F401
 
-            import nb2prod.analysis.analyse  # noqa: F401
-            import nb2prod.build_record  # noqa: F401
-            import nb2prod.plan  # noqa: F401
-            import nb2prod.render  # noqa: F401
+            import nb2prod.analysis.analyse
+            import nb2prod.build_record
+            import nb2prod.plan
+            import nb2prod.render
             import nb2prod.writer  # noqa: F401
 
             _imported = True
