@@ -55,14 +55,14 @@ export interface IInspectReply {
 /** An HTTP-level failure of the server extension (not a finding in the notebook). */
 export class RequestError extends Error {}
 
-async function post<T>(endpoint: string, path: string): Promise<T> {
+async function post<T>(endpoint: string, path: string, extra: { [key: string]: unknown } = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'nb2prod', endpoint);
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(
       url,
-      { method: 'POST', body: JSON.stringify({ path }) },
+      { method: 'POST', body: JSON.stringify({ ...extra, path }) },
       settings
     );
   } catch (error) {
@@ -88,8 +88,8 @@ async function post<T>(endpoint: string, path: string): Promise<T> {
   return data as T;
 }
 
-export function requestBuild(path: string): Promise<IBuildReply> {
-  return post<IBuildReply>('build', path);
+export function requestBuild(path: string, force = false): Promise<IBuildReply> {
+  return post<IBuildReply>('build', path, force ? { force: true } : {});
 }
 
 export function requestInspect(path: string): Promise<IInspectReply> {

@@ -129,10 +129,16 @@ function errorBody(reply: IBuildReply, body: HTMLElement, panel: NotebookPanel, 
 }
 
 /** Show the outcome of a build of the notebook in `panel`; resolves when the dialog closes. */
-export async function showBuildDialog(reply: IBuildReply, panel: NotebookPanel): Promise<void> {
+export async function showBuildDialog(
+  reply: IBuildReply,
+  panel: NotebookPanel,
+  onForce: (() => void) | null = null
+): Promise<void> {
   const body = new Widget();
   body.addClass('jp-nb2prod-dialog-body');
   const errors = reply.findings.filter(f => f.severity === 'error').length;
+  // A hand-edited or hand-added file blocks the build: offer to overwrite it, as --force does.
+  const forcible = !reply.ok && reply.error?.kind === 'output-conflict' && /--force/.test(reply.error.message);
   const title = reply.ok
     ? 'Exported to production'
     : errors > 0
@@ -141,7 +147,10 @@ export async function showBuildDialog(reply: IBuildReply, panel: NotebookPanel):
   const dialog = new Dialog({
     title,
     body,
-    buttons: [Dialog.okButton({ label: 'Close' })]
+    buttons:
+      forcible && onForce
+        ? [Dialog.cancelButton({ label: 'Close' }), Dialog.warnButton({ label: 'Force rebuild' })]
+        : [Dialog.okButton({ label: 'Close' })]
   });
   dialog.addClass('jp-nb2prod-dialog');
   dialog.addClass(reply.ok ? 'jp-nb2prod-dialog-ok' : 'jp-nb2prod-dialog-failed');
@@ -151,10 +160,14 @@ export async function showBuildDialog(reply: IBuildReply, panel: NotebookPanel):
   } else {
     errorBody(reply, body.node, panel, close);
   }
+  let result: Dialog.IResult<unknown> | null = null;
   try {
-    await dialog.launch();
+    result = await dialog.launch();
   } finally {
     dialog.dispose();
+  }
+  if (forcible && onForce && result?.button.accept) {
+    onForce();
   }
 }
 

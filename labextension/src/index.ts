@@ -8,7 +8,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, Notification, ToolbarButton } from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog, Notification, ToolbarButton } from '@jupyterlab/apputils';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
@@ -20,11 +20,22 @@ import {
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 import { Menu } from '@lumino/widgets';
 
-import { IFinding, RequestError, requestBuild, requestInspect } from './api';
+import { IFinding, IInspectReply, RequestError, requestBuild, requestInspect } from './api';
 import { CellDecorator } from './decorations';
 import { showBuildDialog, showFailure } from './dialog';
 import { IPanelSettings, Nb2prodSidePanel } from './panel';
-import { ROLES, Role, addRole, directives, hasAnyRole, removeDirectives, removeRoles } from './roles';
+import {
+  ROLES,
+  Role,
+  addRole,
+  directives,
+  hasAnyRole,
+  isModuleName,
+  removeDirectives,
+  removeRole,
+  removeRoles,
+  setExportModule
+} from './roles';
 
 const PLUGIN_ID = 'nb2prod:plugin';
 
@@ -33,6 +44,7 @@ namespace CommandIDs {
   export const inspect = 'nb2prod:inspect';
   export const removeRoles = 'nb2prod:remove-roles';
   export const openPanel = 'nb2prod:open-panel';
+  export const exportModule = 'nb2prod:export-module';
   export const setRole = (role: Role) => `nb2prod:set-role-${role}`;
 }
 
@@ -71,14 +83,32 @@ function watchSaves(app: JupyterFrontEnd, panel: NotebookPanel, onChecked: (pane
   });
 }
 
+/** The latest inspect asked for each notebook: an older answer arriving later is dropped. */
+const inspectTickets = new WeakMap<NotebookPanel, number>();
+
+/**
+ * Inspect the notebook and draw its findings, unless a newer inspect of it was asked for
+ * meanwhile (answers can arrive out of order); null when this answer was superseded.
+ */
+async function inspectAndShow(app: JupyterFrontEnd, panel: NotebookPanel): Promise<IInspectReply | null> {
+  const ticket = (inspectTickets.get(panel) ?? 0) + 1;
+  inspectTickets.set(panel, ticket);
+  const reply = await requestInspect(serverPath(app, panel));
+  if (inspectTickets.get(panel) !== ticket || panel.isDisposed) {
+    return null;
+  }
+  decoratorOf(panel).setFindings(reply.findings);
+  sidebarRef?.showInspection(panel, reply);
+  return reply;
+}
+
+let sidebarRef: Nb2prodSidePanel | null = null;
+
 /** Ask the server for the notebook's findings and draw them (also after a page reload). */
 async function refreshFindings(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
   await panel.context.ready;
   try {
-    const reply = await requestInspect(serverPath(app, panel));
-    if (!panel.isDisposed) {
-      decoratorOf(panel).setFindings(reply.findings);
-    }
+    await inspectAndShow(app, panel);
   } catch (error) {
     console.warn('nb2prod: inspect failed:', error);
   }
@@ -94,7 +124,7 @@ const SIDEBAR_ICON = new LabIcon({
 /** Panels with a build running, so one click cannot start a second build of the same notebook. */
 const building = new WeakSet<NotebookPanel>();
 
-async function exportNotebook(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
+async function exportNotebook(app: JupyterFrontEnd, panel: NotebookPanel, force = false): Promise<void> {
   if (building.has(panel)) {
     return;
   }
@@ -105,12 +135,20 @@ async function exportNotebook(app: JupyterFrontEnd, panel: NotebookPanel): Promi
     if (panel.context.model.dirty && !panel.context.model.readOnly) {
       await panel.context.save();
     }
-    const reply = await requestBuild(serverPath(app, panel));
+    const reply = await requestBuild(serverPath(app, panel), force);
     const findings: IFinding[] = reply.ok
       ? (reply.result?.notes ?? [])
       : reply.findings;
     decoratorOf(panel).setFindings(findings);
-    await showBuildDialog(reply, panel);
+    if (reply.ok && app.commands.hasCommand('filebrowser:refresh')) {
+      void app.commands.execute('filebrowser:refresh'); // show the new build folder
+    }
+    let again = false;
+    await showBuildDialog(reply, panel, () => (again = true));
+    if (again) {
+      building.delete(panel);
+      await exportNotebook(app, panel, true);
+    }
   } catch (error) {
     const message =
       error instanceof RequestError ? error.message : `Export to production failed: ${error}`;
@@ -128,8 +166,10 @@ async function inspectNotebook(app: JupyterFrontEnd, panel: NotebookPanel): Prom
     await panel.context.save();
   }
   try {
-    const reply = await requestInspect(serverPath(app, panel));
-    decoratorOf(panel).setFindings(reply.findings);
+    const reply = await inspectAndShow(app, panel);
+    if (reply === null) {
+      return; // a newer inspect of this notebook answers instead
+    }
     const errors = reply.findings.filter(f => f.severity === 'error').length;
     const notes = reply.findings.length - errors;
     if (!reply.ok && reply.error) {
@@ -190,9 +230,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const sidebar = new Nb2prodSidePanel({
       serverPath: panel => serverPath(app, panel),
       settings: () => settings,
-      showFindings: (panel, findings) => decoratorOf(panel).setFindings(findings)
+      inspect: panel => inspectAndShow(app, panel)
     });
     sidebar.title.icon = SIDEBAR_ICON;
+    sidebarRef = sidebar;
     app.shell.add(sidebar, 'left', { rank: 650 });
     if (settingRegistry) {
       void settingRegistry
@@ -254,9 +295,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return models.length > 0 && models.every(model => hasAnyRole(model, role));
         },
         execute: () => {
+          // The menu toggles (its check mark says every selected cell has the role): when all
+          // selected code cells have it, it is taken away (tags and directive lines), else added.
           // Roles belong to code cells; a markdown cell in the selection is left as it is.
-          for (const model of selectedModels()) {
-            if (model.type === 'code') {
+          const models = selectedModels().filter(model => model.type === 'code');
+          const all = models.length > 0 && models.every(model => hasAnyRole(model, role));
+          for (const model of models) {
+            if (all) {
+              removeRole(model, role);
+            } else {
               addRole(model, role);
             }
           }
@@ -284,6 +331,32 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    commands.addCommand(CommandIDs.exportModule, {
+      label: args => (args.short ? 'to a module…' : 'nb2prod: export the selected cells to a module…'),
+      caption: 'Give the selected cells the role export: MODULE (the tag export:MODULE)',
+      isEnabled: hasNotebook,
+      execute: async () => {
+        const models = selectedModels().filter(model => model.type === 'code');
+        if (models.length === 0) {
+          return;
+        }
+        const answer = await InputDialog.getText({ title: 'Export to module', placeholder: 'features' });
+        const module = (answer.value ?? '').trim();
+        if (!answer.button.accept || !module) {
+          return;
+        }
+        if (!isModuleName(module)) {
+          Notification.error(`nb2prod: ${JSON.stringify(module)} is not a module name (letters, digits, _ and dots).`, {
+            autoClose: 6000
+          });
+          return;
+        }
+        for (const model of models) {
+          setExportModule(model, module);
+        }
+      }
+    });
+
     commands.addCommand(CommandIDs.openPanel, {
       label: 'nb2prod: open the side panel',
       caption: 'Build state, training, runs, promote and roll back for the current notebook',
@@ -302,6 +375,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       palette.addItem({ command: CommandIDs.removeRoles, category });
       palette.addItem({ command: CommandIDs.openPanel, category });
+      palette.addItem({ command: CommandIDs.exportModule, category });
     }
 
     const roleMenu = new Menu({ commands });
@@ -310,6 +384,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     for (const role of ROLES) {
       roleMenu.addItem({ command: CommandIDs.setRole(role), args: { short: true } });
     }
+    roleMenu.addItem({ command: CommandIDs.exportModule, args: { short: true } });
     roleMenu.addItem({ type: 'separator' });
     roleMenu.addItem({ command: CommandIDs.removeRoles });
     app.contextMenu.addItem({

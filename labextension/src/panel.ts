@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 
 import {
   IFinding,
+  IInspectReply,
   IJobReply,
   IRunSummary,
   IRunsReply,
@@ -19,7 +20,6 @@ import {
   listRuns,
   promoteRun,
   requestCheck,
-  requestInspectResult,
   rollbackAlias,
   startTraining
 } from './api';
@@ -47,7 +47,8 @@ interface IParameter {
 export interface IPanelHost {
   serverPath(panel: NotebookPanel): string;
   settings(): IPanelSettings;
-  showFindings(panel: NotebookPanel, findings: IFinding[]): void;
+  /** Inspect the notebook and draw its findings; null when a newer inspect superseded it. */
+  inspect(panel: NotebookPanel): Promise<IInspectReply | null>;
 }
 
 const POLL_MS = 1000;
@@ -177,7 +178,7 @@ export class Nb2prodSidePanel extends Widget {
     await panel.context.ready;
     const path = this._host.serverPath(panel);
     const generation = ++this._generation;
-    const [check, inspect] = await Promise.allSettled([requestCheck(path), requestInspectResult(path)]);
+    const [check, inspect] = await Promise.allSettled([requestCheck(path), this._host.inspect(panel)]);
     if (generation !== this._generation || panel !== this._notebook) {
       return;
     }
@@ -194,19 +195,31 @@ export class Nb2prodSidePanel extends Widget {
             reasons: check.value.result?.reasons ?? (check.value.error ? [check.value.error.message] : [])
           }
         : { state: 'unknown', reasons: [String(check.reason?.message ?? check.reason)] };
-    if (inspect.status === 'fulfilled') {
-      this._findings = inspect.value.findings;
-      this._host.showFindings(panel, inspect.value.findings);
-      const params = (inspect.value.result?.parameters as IParameter[] | undefined) ?? [];
-      this._parameters = params;
-      for (const p of params) {
-        if (!(p.name in this._values)) {
-          this._values[p.name] = typeof p.default === 'string' ? p.default : JSON.stringify(p.default);
-        }
-      }
+    if (inspect.status === 'fulfilled' && inspect.value !== null) {
+      this._takeInspection(inspect.value);
     }
     await this._loadRuns(false);
     this._render();
+  }
+
+  /** The findings and parameters of an inspect of `panel` (drawn when it is the panel's notebook). */
+  showInspection(panel: NotebookPanel, reply: IInspectReply): void {
+    if (panel !== this._notebook) {
+      return;
+    }
+    this._takeInspection(reply);
+    this._render();
+  }
+
+  private _takeInspection(reply: IInspectReply): void {
+    this._findings = reply.findings;
+    const params = (reply.result?.parameters as IParameter[] | undefined) ?? [];
+    this._parameters = params;
+    for (const p of params) {
+      if (!(p.name in this._values)) {
+        this._values[p.name] = typeof p.default === 'string' ? p.default : JSON.stringify(p.default);
+      }
+    }
   }
 
   private async _loadRuns(render = true): Promise<void> {

@@ -147,3 +147,31 @@ export function removeDirectives(model: ICellModel): number {
 export function hasAnyRole(model: ICellModel, role: Role): boolean {
   return hasRole(model, role) || directives(model).some(d => d.role === role);
 }
+
+/** Take one role away from the cell: its tags and its directive lines for that role. */
+export function removeRole(model: ICellModel, role: Role): boolean {
+  const tags = getTags(model);
+  const kept = tags.filter(tag => roleOfTag(tag) !== role);
+  let changed = kept.length !== tags.length;
+  if (changed) {
+    writeTags(model, kept);
+  }
+  const drop = new Set(directives(model).filter(d => d.role === role).map(d => d.line - 1));
+  if (drop.size) {
+    const lines = model.sharedModel.getSource().split('\n');
+    model.sharedModel.setSource(lines.filter((_, index) => !drop.has(index)).join('\n'));
+    changed = true;
+  }
+  return changed;
+}
+
+/** Put the cell's code into module MODULE: the tag `export:MODULE`, replacing other export tags. */
+export function setExportModule(model: ICellModel, module: string): void {
+  const tags = getTags(model).filter(tag => roleOfTag(tag) !== 'export');
+  writeTags(model, [...tags, `export:${module}`]);
+}
+
+/** A module name nb2prod accepts for `export: MODULE` (a dotted Python identifier). */
+export function isModuleName(text: string): boolean {
+  return /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/.test(text);
+}

@@ -19,9 +19,10 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
@@ -184,10 +185,13 @@ class Nb2prodHandler(APIHandler):
         self.finish(json.dumps(_jsonable(data)))
 
     def failure(self, notebook: ResolvedNotebook, exc: Exception) -> dict[str, Any]:
+        message = str(getattr(exc, "message", str(exc)))
+        # Paths as the user sees them in JupyterLab: relative to the server root.
+        message = message.replace(notebook.root + os.sep, "")
         return {
             "ok": False,
             "path": notebook.api_path,
-            "error": {"kind": _error_kind(exc), "message": getattr(exc, "message", str(exc))},
+            "error": {"kind": _error_kind(exc), "message": message},
             "findings": _finding_dicts(getattr(exc, "findings", ())),
         }
 
@@ -209,10 +213,10 @@ def _import_once() -> None:
         if not _imported:
             import black  # noqa: F401
 
-            import nb2prod.analysis.analyse  # noqa: F401
-            import nb2prod.build_record  # noqa: F401
-            import nb2prod.plan  # noqa: F401
-            import nb2prod.render  # noqa: F401
+            import nb2prod.analysis.analyse
+            import nb2prod.build_record
+            import nb2prod.plan
+            import nb2prod.render
             import nb2prod.writer  # noqa: F401
 
             _imported = True
@@ -272,14 +276,20 @@ class BuildHandler(Nb2prodHandler):
     @tornado.web.authenticated
     @authorized("write")
     async def post(self) -> None:
-        notebook = self.resolve(self.request_path())
+        body = self.request_body()
+        notebook = self.resolve(self.request_path(body))
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise Refused(400, '"force" must be true or false.')
         await self.read_notebook(notebook)
         from nb2prod import api
         from nb2prod.errors import Nb2prodError
 
         async with self.state.lock_for(notebook.os_path):
             try:
-                result = await self.run(lambda: api.build(notebook.os_path, output=confined_output(notebook)))
+                result = await self.run(
+                    lambda: api.build(notebook.os_path, output=confined_output(notebook), force=force)
+                )
             except Nb2prodError as exc:
                 self.log.info("nb2prod: build of %s: %s", notebook.api_path, exc.message)
                 self.reply(self.failure(notebook, exc))

@@ -29,7 +29,12 @@ import tornado.web
 from jupyter_server.auth.decorator import authorized
 
 from nb2prod.jupyter import training
-from nb2prod.jupyter.handlers import Nb2prodHandler, Refused, ResolvedNotebook, relative_to_root
+from nb2prod.jupyter.handlers import (
+    Nb2prodHandler,
+    Refused,
+    ResolvedNotebook,
+    relative_to_root,
+)
 
 DEFAULT_STORE = "runs"
 ENGINES = ("papermill", "python")

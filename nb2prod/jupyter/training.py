@@ -125,7 +125,7 @@ async def cancel_job(job: TrainingJob) -> None:
     _signal_group(process.pid, signal.SIGINT)
     try:
         await asyncio.wait_for(asyncio.shield(job.task), STOP_GRACE_S) if job.task else None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         _signal_group(process.pid, signal.SIGKILL)
         if job.task:
             await job.task

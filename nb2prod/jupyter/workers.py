@@ -15,8 +15,9 @@ import queue
 import resource
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any, Callable
+from typing import Any
 
 MIN_STACK_BYTES = 64 * 1024 * 1024
 MAX_STACK_BYTES = 1024 * 1024 * 1024

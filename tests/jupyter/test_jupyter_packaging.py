@@ -52,6 +52,7 @@ def test_a_wheel_carries_the_production_bundle(tmp_path: Path) -> None:
     assert bundle + "package.json" in names
     assert bundle + "install.json" in names
     assert bundle + "static/style.js" in names
+    assert bundle + "schemas/nb2prod/plugin.json" in names  # the settings: store folder, alias, engine, shortcuts
     assert any(re.fullmatch(re.escape(bundle) + r"static/remoteEntry\.[0-9a-f]+\.js", n) for n in names)
     assert data + "etc/jupyter/jupyter_server_config.d/nb2prod.json" in names
     assert "nb2prod/jupyter/handlers.py" in names

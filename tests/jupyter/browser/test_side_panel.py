@@ -10,9 +10,8 @@ import re
 import shutil
 from pathlib import Path
 
-from playwright.sync_api import expect
-
 from conftest import REPO, Lab
+from playwright.sync_api import expect
 
 FRAUD = REPO / "examples" / "fraud" / "fraud_detection.ipynb"
 CHURN = REPO / "examples" / "churn" / "churn.ipynb"
@@ -235,7 +234,11 @@ CONTRAST_SCRIPT = """
     return 0.2126 * ch(c.r) + 0.7152 * ch(c.g) + 0.0722 * ch(c.b);
   };
   const results = [];
-  for (const node of document.querySelectorAll('[class*="jp-nb2prod"], [class*="jp-nb2prod"] *')) {
+  // nb2prod's own text: the side panel, badges, findings on cells, nb2prod dialogs (not the
+  // JupyterLab cells nb2prod marks with a class).
+  const owned = ['#nb2prod-side-panel', '.jp-nb2prod-badges', '.jp-nb2prod-cell-findings', '.jp-nb2prod-dialog']
+    .flatMap(s => [s, `${s} *`]).join(', ');
+  for (const node of document.querySelectorAll(owned)) {
     const own = [...node.childNodes].some(c => c.nodeType === 3 && c.textContent.trim());
     const rect = node.getBoundingClientRect();
     if (!own || rect.width === 0 || rect.height === 0) continue;

@@ -203,7 +203,7 @@ async def test_inspect_and_check_answer_while_builds_fill_the_build_workers(jp_f
     for index in range(BUILD_WORKERS):
         small_notebook(jp_root_dir / f"big{index}.ipynb")
     small_notebook(jp_root_dir / "tiny.ipynb")
-    started, release, threads, running = hold_builds(monkeypatch)
+    _, release, threads, running = hold_builds(monkeypatch)
     builds = [
         asyncio.ensure_future(post(jp_fetch, "build", {"path": f"big{index}.ipynb"})) for index in range(BUILD_WORKERS)
     ]
@@ -225,6 +225,7 @@ async def test_inspect_and_check_answer_while_builds_fill_the_build_workers(jp_f
         (s1, inspect), (s2, check), (s3, check_built) = quick.result()
         assert s1 == s2 == s3 == 200
         assert inspect["ok"] is True and check["result"]["stale"] is True
+        assert check_built["path"] == "big0.ipynb"  # answered while big0 was being built
         assert not any(b.done() for b in builds)  # the builds were still running meanwhile
     finally:
         release.set()

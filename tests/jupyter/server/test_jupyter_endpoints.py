@@ -296,3 +296,23 @@ async def test_build_through_a_symlinked_build_folder_is_refused(
     status, reply = await post(jp_fetch, "build", {"path": "fraud/fraud_detection.ipynb"})
     assert status == 403, reply
     assert list(elsewhere.iterdir()) == []
+
+
+async def test_a_hand_edit_blocks_the_build_until_a_forced_rebuild(jp_fetch, fraud_notebook, jp_root_dir):
+    body = {"path": "fraud/fraud_detection.ipynb"}
+    status, reply = await post(jp_fetch, "build", body)
+    assert status == 200 and reply["ok"], reply
+    edited = jp_root_dir / "fraud" / "build" / "fraud-detection" / "src" / "fraud_detection" / "train.py"
+    generated = edited.read_text()
+    edited.write_text(generated + "# my change\n")
+    status, reply = await post(jp_fetch, "build", body)
+    assert status == 200 and reply["ok"] is False and reply["error"]["kind"] == "output-conflict", reply
+    # The message names the file as JupyterLab shows it: relative to the root.
+    assert "fraud/build/fraud-detection/src/fraud_detection/train.py was edited by hand" in reply["error"]["message"]
+    assert str(jp_root_dir.resolve()) not in reply["error"]["message"]
+    assert edited.read_text().endswith("# my change\n")
+    status, reply = await post(jp_fetch, "build", {**body, "force": "yes"})
+    assert status == 400 and "force" in reply["message"]
+    status, reply = await post(jp_fetch, "build", {**body, "force": True})
+    assert status == 200 and reply["ok"] is True, reply
+    assert edited.read_text() == generated

@@ -136,7 +136,7 @@ async def test_cancel_mid_run_leaves_a_consistent_store(jp_fetch, jp_root_dir):
     assert [p.name for p in store.iterdir() if p.name != ".staging"] == []
     assert list((store / ".staging").iterdir()) == []
     status, again = await call(jp_fetch, "DELETE", "jobs", job)
-    assert status == 409
+    assert status == 409 and "already finished" in again["message"]
 
 
 ENDPOINTS = [
