@@ -91,6 +91,8 @@ class Program:
 
     def statement(self) -> str:
         options = ["int", "int", "list", "dict", "import", "def", "class"]
+        if self.of("int"):
+            options += ["global-def", "class-reads-own"]
         if self.of("list"):
             options += ["list-change", "list-change"]
         if self.of("dict"):
@@ -147,6 +149,15 @@ class Program:
         if choice == "shadow-st":
             self.kinds["st"] = "int"
             return f"st = round(st.mean({self.draw(st.sampled_from(self.of('list')))}))"
+        if choice == "global-def":
+            name = self.draw(st.sampled_from(self.of("int")))
+            return f"def bump():\n    global {name}\n    {name} = {name} + 1\n\n\nbump()"
+        if choice == "class-reads-own":
+            name = self.draw(st.sampled_from(self.of("int")))
+            self.kinds["K"] = "class"
+            return (
+                f"class K:\n    {name} = {name} + 1\n    base = {name}\n\n    def get(self):\n        return self.base"
+            )
         if choice == "def":
             name = self.draw(st.sampled_from(["f", "g"]))
             body = self.int_expr()  # reads globals when called, as notebook functions do

@@ -326,6 +326,45 @@ def test_name_read_before_its_cell_binds_it_needs_an_earlier_binding(tmp_path: P
     assert error.code == "undefined-name" and "'total'" in error.message and error.location.cell_index == 1
 
 
+# -- what function scope would change is refused ------------------------------------------------
+@pytest.mark.parametrize(
+    ("cells", "code", "cell_index"),
+    [
+        (
+            [cell("a = 1\ndef bump():\n    global a\n    a = a + 1", "train"), cell("bump()\nmodel = a", "train")],
+            "global-in-job",
+            0,
+        ),
+        ([cell("a = 1\nclass K:\n    a = a + 1\nmodel = K.a", "train")], "class-reads-job-name", 0),
+        (
+            [cell("a = 1\ndef f(p):\n    return p + a", "export"), cell("a = 5\nmodel = f(1)", "train")],
+            "rebinds-exported-global",
+            1,
+        ),
+        (
+            [cell("a = 0\nmodel = a", "train"), cell("a = 4", "export"), cell('metrics = {"a": a}', "metrics")],
+            "export-rebinds-job-name",
+            2,
+        ),
+    ],
+)
+def test_code_whose_meaning_changes_inside_a_function_is_refused(
+    tmp_path: Path, cells: list, code: str, cell_index: int
+) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", cells)
+    (error,) = [f for f in findings(path) if f.severity == "error"]
+    assert error.code == code and error.location.cell_index == cell_index and error.fix
+
+
+def test_exported_global_statement_reading_a_job_name_is_an_undefined_name(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [cell("a = 1\nmodel = a", "train"), cell("def bump():\n    global a\n    a = a + 1\n\n\nbump()", "export")],
+    )
+    (error,) = [f for f in findings(path) if f.severity == "error"]
+    assert error.code == "undefined-name" and "'a'" in error.message and error.location.cell_index == 1
+
+
 # -- defect 5: Kubeflow Kale notebooks, unedited -------------------------------------------------
 def test_kale_notebook_with_step_tags_continuations_and_printed_metrics_trains(tmp_path: Path) -> None:
     import shutil
