@@ -935,8 +935,8 @@ def _star_may_provide(module: str, level: int, name: str) -> bool:
     import importlib
     import sys
 
-    if level or module.split(".")[0] not in sys.stdlib_module_names:
-        return True
+    if level or module.split(".")[0] not in sys.stdlib_module_names or module in ("antigravity", "this"):
+        return True  # (those two act when imported)
     try:
         imported = importlib.import_module(module)
     except Exception:  # noqa: BLE001 - whatever stops the import, the name may still come from it
