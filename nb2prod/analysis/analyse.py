@@ -461,16 +461,20 @@ class _Analyser:
         `user`: the package runs without them, so a change they make to `name` is a change of meaning."""
         if binder.index >= user.index:
             return
-        for roled in self._cells_mentioning(name, binder.index, user.index):
-            other = self._untagged_cell(roled)
-            if other is None:
-                continue
-            for effect in other.effects:
-                if effect.name != name or (roled.index, name) in self.reported_changes:
+        # `model = pipeline` in the binding cell: a change to `pipeline` is a change to `model`
+        for target in (name, *_aliased(binder.code, name)):
+            for roled in self._cells_mentioning(target, binder.index, user.index):
+                other = self._untagged_cell(roled)
+                if other is None:
                     continue
-                self.reported_changes.add((roled.index, name))
-                self._report_change(roled, effect, binder, roles, user, role)
-                break
+                for effect in other.effects:
+                    if effect.name != target or (roled.index, name) in self.reported_changes:
+                        continue
+                    if target != name and effect.action.startswith(("assigns", "defines", "imports", "deletes it")):
+                        continue  # rebinding the other name leaves the object `name` holds alone
+                    self.reported_changes.add((roled.index, name))
+                    self._report_change(roled, effect, binder, roles, user, role, name)
+                    break
 
     def _check_export_between_job_bindings(
         self, user: CodeCell, role: str, name: str, binder: CodeCell, roles: frozenset[str]
@@ -514,14 +518,22 @@ class _Analyser:
         return [by_index[indices[i]] for i in range(start, end) if name in words[i]]
 
     def _report_change(
-        self, cell: RoledCell, effect: Effect, binder: CodeCell, roles: frozenset[str], user: CodeCell, role: str
+        self,
+        cell: RoledCell,
+        effect: Effect,
+        binder: CodeCell,
+        roles: frozenset[str],
+        user: CodeCell,
+        role: str,
+        name: str,
     ) -> None:
         binder_role = next(r for r in ("parameters", "export", "train", "metrics", "predict", "test") if r in roles)
         tag = "train" if binder_role == "parameters" else binder_role
         skipped = "skip" in cell.roles
         kind = "cell, tagged `skip`," if skipped else "untagged cell"
+        through = f", the object {name!r} holds," if effect.name != name else ""
         between = (
-            f"between {binder_role} cell {binder.index + 1} (id {binder.id}), which binds it, "
+            f"{through} between {binder_role} cell {binder.index + 1} (id {binder.id}), which binds it, "
             f"and {role} cell {user.index + 1} (id {user.id}), which uses it"
         )
         number = cell.index + 1
@@ -532,14 +544,14 @@ class _Analyser:
         )
         if effect.severity == "error":
             message = (
-                f"this {kind} changes {effect.name!r} (`{effect.statement}` {effect.action}) {between}; "
+                f"this {kind} changes {effect.name!r} (`{effect.statement}` {effect.action}){between}; "
                 f"the package runs without cell {number}, so it would not compute what the notebook does"
             )
             fix = f"{retag[:1].upper()}{retag[1:]}, or move the statement into cell {binder.index + 1}."
             self.findings.append(Finding("error", "untagged-mutation", message, location, fix, related))
         else:
             message = (
-                f"this {kind} may change {effect.name!r} (`{effect.statement}` {effect.action}) {between}; "
+                f"this {kind} may change {effect.name!r} (`{effect.statement}` {effect.action}){between}; "
                 f"the package runs without cell {number}"
             )
             fix = f"If it changes {effect.name!r}, {retag}; if it only reads it, nothing needs to change."
@@ -927,6 +939,19 @@ def _statement_module(statement: str) -> str:
         return words[1]
     module = words[1]
     return "" if module.startswith(".") else module
+
+
+def _aliased(code: str, name: str) -> list[str]:
+    """Names whose object `name` is bound to at the top level of `code` (`name = other`, `name = other.x`)."""
+    found = []
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            value = node.value
+            while isinstance(value, (ast.Attribute, ast.Subscript)):
+                value = value.value
+            if isinstance(value, ast.Name) and value.id != name:
+                found.append(value.id)
+    return found
 
 
 def _star_may_provide(module: str, level: int, name: str) -> bool:

@@ -225,7 +225,8 @@ def test_a_successful_build_computes_what_the_notebook_computes(tmp_path_factory
         if any(s.startswith("model = ") for s in group):
             role = "train"
         cells.append(("\n".join(group), role))
-    record = ", ".join(f"{name!r}: {name}" for name in plain)
+    recorded = ["model", *data.draw(st.lists(st.sampled_from(plain), unique=True))] if plain else ["model"]
+    record = ", ".join(f"{name!r}: {name}" for name in recorded)
     cells.append((f"metrics = {{{record}}}\nchecked = len(metrics)", "metrics"))
 
     note("cells: " + json.dumps(cells, indent=1))

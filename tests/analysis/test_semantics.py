@@ -149,6 +149,19 @@ def test_untagged_fit_is_refused_and_tagging_it_builds_a_fitted_model(tmp_path: 
     assert recorded["papermill"] == recorded["python"] == notebook_metrics(path) == {"r2": 1.0}
 
 
+def test_change_to_the_object_the_model_was_bound_to_is_an_error(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("steps = [1]\nmodel = steps", "train"),
+            cell("steps.append(2)"),
+            cell('metrics = {"n": len(model)}', "metrics"),
+        ],
+    )
+    (finding,) = [f for f in findings(path) if f.severity == "error"]
+    assert finding.code == "untagged-mutation" and "the object 'model' holds" in finding.message
+
+
 def test_skipped_cell_that_changes_a_tagged_name_is_an_error(tmp_path: Path) -> None:
     path = write_notebook(
         tmp_path / "nb.ipynb",
