@@ -461,8 +461,9 @@ class _Analyser:
         `user`: the package runs without them, so a change they make to `name` is a change of meaning."""
         if binder.index >= user.index:
             return
+        immutable = _bound_to_immutable(binder.code, name)
         # `model = pipeline` in the binding cell: a change to `pipeline` is a change to `model`
-        for target in (name, *_aliased(binder.code, name)):
+        for target in (name, *([] if immutable else _aliased(binder.code, name))):
             for roled in self._cells_mentioning(target, binder.index, user.index):
                 other = self._untagged_cell(roled)
                 if other is None:
@@ -470,8 +471,11 @@ class _Analyser:
                 for effect in other.effects:
                     if effect.name != target or (roled.index, name) in self.reported_changes:
                         continue
-                    if target != name and effect.action.startswith(("assigns", "defines", "imports", "deletes it")):
+                    rebinds = effect.action.startswith(("assigns", "defines", "imports", "deletes it"))
+                    if target != name and rebinds:
                         continue  # rebinding the other name leaves the object `name` holds alone
+                    if immutable and not (rebinds or effect.action.startswith("changes it")):
+                        continue  # a number or a string cannot be changed in place
                     self.reported_changes.add((roled.index, name))
                     self._report_change(roled, effect, binder, roles, user, role, name)
                     break
@@ -939,6 +943,17 @@ def _statement_module(statement: str) -> str:
         return words[1]
     module = words[1]
     return "" if module.startswith(".") else module
+
+
+def _bound_to_immutable(code: str, name: str) -> bool:
+    """Whether the last top-level assignment of `name` in `code` gives it a number, string, bool or None."""
+    value = None
+    for node in ast.parse(code).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                value = node.value
+    return isinstance(value, ast.Constant)
 
 
 def _aliased(code: str, name: str) -> list[str]:

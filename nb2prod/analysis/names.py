@@ -61,11 +61,10 @@ def analyse_names(code: str, filename: str = "<cell>") -> CellNames:
     # `global x` in a def that also reads x: unless the cell's top level binds x, x comes from outside.
     referenced.update(global_reads - top_level)
     read_outside = global_reads - top_level
-    declared, class_reads, callable_globals = _scope_hazards(table)
-    referenced.update(name for name, _ in class_reads)  # read before the class body assigns it: an outer name
+    declared, callable_globals = _scope_hazards(table)
     hoistable = _keep_rebound_imports_in_place(imports, hoistable, binds)
     first_use = _first_loads(tree)
-    read_before_bound = _read_before_bound(tree)
+    read_before_bound, class_reads = _read_before_bound(tree)
     uses: list[tuple[str, int]] = []
     for name in sorted(referenced | read_before_bound):
         if name in BUILTINS and name not in binds and name not in imported:
@@ -91,9 +90,8 @@ def analyse_names(code: str, filename: str = "<cell>") -> CellNames:
     )
 
 
-def _scope_hazards(table: symtable.SymbolTable) -> tuple[list[tuple[str, int]], list[tuple[str, int]], set[str]]:
+def _scope_hazards(table: symtable.SymbolTable) -> tuple[list[tuple[str, int]], set[str]]:
     declared: list[tuple[str, int]] = []
-    class_reads: list[tuple[str, int]] = []
     reads: set[str] = set()
     stack = list(table.get_children())
     while stack:
@@ -102,16 +100,10 @@ def _scope_hazards(table: symtable.SymbolTable) -> tuple[list[tuple[str, int]], 
             name = symbol.get_name()
             if child.get_type() == "function" and symbol.is_declared_global():
                 declared.append((name, child.get_lineno()))
-            if child.get_type() == "class" and symbol.is_assigned() and symbol.is_referenced():
-                class_reads.append((name, child.get_lineno()))
             if symbol.is_referenced() and symbol.is_global():
                 reads.add(name)
         stack.extend(child.get_children())
-    return (
-        sorted(set(declared), key=lambda x: (x[1], x[0])),
-        sorted(set(class_reads), key=lambda x: (x[1], x[0])),
-        reads,
-    )
+    return sorted(set(declared), key=lambda x: (x[1], x[0])), reads
 
 
 def _collect_nested(table: symtable.SymbolTable, referenced: set[str], binds: set[str], global_reads: set[str]) -> None:
@@ -142,6 +134,7 @@ class _ModuleLevelOrder(ast.NodeVisitor):
     def __init__(self) -> None:
         self.bound: set[str] = set()
         self.read_first: set[str] = set()
+        self.class_reads_own: list[tuple[str, int]] = []  # a class body reads a name before assigning it
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -181,6 +174,13 @@ class _ModuleLevelOrder(ast.NodeVisitor):
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.decorator_list, *node.bases, *[k.value for k in node.keywords]]:
             self.visit(expr)
+        # The class body runs now, in its own namespace: what it reads first comes from outside.
+        body = _ModuleLevelOrder()
+        for statement in node.body:
+            body.visit(statement)
+        self.read_first |= body.read_first - self.bound
+        self.class_reads_own.extend((name, node.lineno) for name in sorted(body.read_first & body.bound))
+        self.class_reads_own.extend(body.class_reads_own)
         self.bound.add(node.name)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
@@ -199,11 +199,11 @@ class _ModuleLevelOrder(ast.NodeVisitor):
     visit_ImportFrom = visit_Import  # type: ignore[assignment]
 
 
-def _read_before_bound(tree: ast.Module) -> set[str]:
+def _read_before_bound(tree: ast.Module) -> tuple[set[str], list[tuple[str, int]]]:
     visitor = _ModuleLevelOrder()
     for statement in tree.body:
         visitor.visit(statement)
-    return visitor.read_first
+    return visitor.read_first, visitor.class_reads_own
 
 
 def _import_bindings(node: ast.Import | ast.ImportFrom) -> list[ImportBinding]:

@@ -221,6 +221,20 @@ def test_unknown_calls_are_a_note_not_silence(tmp_path: Path, statement: str, fr
     assert api.build(path).output_dir  # a note does not stop the build
 
 
+def test_numbers_and_strings_passed_to_unknown_functions_are_not_notes(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("n = 3  # rows\nname = 'x'", "parameters"),
+            cell("frame = make_frame(n, name)"),
+            cell("n += 1"),
+            cell("model = [name] * n", "train"),
+        ],
+    )
+    found = [f for f in findings(path) if f.code.startswith("untagged-")]
+    assert [(f.code, f.location.cell_index) for f in found] == [("untagged-mutation", 2)]  # `n += 1` rebinds
+
+
 def test_changes_outside_binding_and_use_do_not_matter(tmp_path: Path) -> None:
     path = write_notebook(
         tmp_path / "nb.ipynb",
