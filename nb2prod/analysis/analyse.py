@@ -237,6 +237,8 @@ class _Analyser:
                         )
                     test_uses_job[code_cell.index] = tuple(sorted(from_job))
         modules = self._modules(modules_cells, module_needs, package)
+        self._check_function_scoping(job_cells, job_bound, test_cells)
+        self._check_exported_globals(modules, job_cells)
         self._check_model_and_predict(job_cells, predict_cells)
         example_inputs, fit_inputs, example_names = (
             self._example_inputs(job_cells, test_cells, modules, test_needs) if job_cells else (None, None, ())
@@ -416,6 +418,7 @@ class _Analyser:
                 )
                 binder, binding, roles = candidates[0]
                 self._check_untagged_changes(user, role, name, binder, roles)
+                self._check_export_between_job_bindings(user, role, name, binder, roles)
                 if binding is not None:
                     same_scope = role in JOB_ROLES and bool(binder.roles & JOB_ROLES)
                     if not (same_scope and binding.line not in binder.hoisted_lines):
@@ -458,16 +461,51 @@ class _Analyser:
         `user`: the package runs without them, so a change they make to `name` is a change of meaning."""
         if binder.index >= user.index:
             return
-        for roled in self._cells_mentioning(name, binder.index, user.index):
-            other = self._untagged_cell(roled)
-            if other is None:
-                continue
-            for effect in other.effects:
-                if effect.name != name or (roled.index, name) in self.reported_changes:
+        immutable = _bound_to_immutable(binder.code, name)
+        # `model = pipeline` in the binding cell: a change to `pipeline` is a change to `model`
+        for target in (name, *([] if immutable else _aliased(binder.code, name))):
+            for roled in self._cells_mentioning(target, binder.index, user.index):
+                other = self._untagged_cell(roled)
+                if other is None:
                     continue
-                self.reported_changes.add((roled.index, name))
-                self._report_change(roled, effect, binder, roles, user, role)
-                break
+                for effect in other.effects:
+                    if effect.name != target or (roled.index, name) in self.reported_changes:
+                        continue
+                    rebinds = effect.action.startswith(("assigns", "defines", "imports", "deletes it"))
+                    if target != name and rebinds:
+                        continue  # rebinding the other name leaves the object `name` holds alone
+                    if immutable and not (rebinds or effect.action.startswith("changes it")):
+                        continue  # a number or a string cannot be changed in place
+                    self.reported_changes.add((roled.index, name))
+                    self._report_change(roled, effect, binder, roles, user, role, name)
+                    break
+
+    def _check_export_between_job_bindings(
+        self, user: CodeCell, role: str, name: str, binder: CodeCell, roles: frozenset[str]
+    ) -> None:
+        """A job cell that reads `name` exported by a cell that comes after another job cell binding
+        `name`: the job imports the exported value before its cells run, so that earlier job cell
+        would overwrite it, unlike in the notebook."""
+        if role not in JOB_ROLES or "export" not in roles or roles & JOB_ROLES:
+            return
+        earlier = [
+            c
+            for c in self.code_cells.values()
+            if c.roles & JOB_ROLES and c.index < binder.index and name in c.names.binds
+        ]
+        if not earlier or (binder.index, name) in self.reported_changes:
+            return
+        self.reported_changes.add((binder.index, name))
+        first = earlier[0]
+        self.error(
+            "export-rebinds-job-name",
+            f"{name!r} is assigned in {first.roled.primary_role} cell {first.index + 1} (id {first.id}) and then again in export cell {binder.index + 1} (id {binder.id}); the job imports exported names before its cells run, so it cannot follow that order",
+            user.roled,
+            self._first_line(user, name),
+            fix=f"Use different names in cells {first.index + 1} and {binder.index + 1}.",
+            related=binder.roled,
+            role=role,
+        )
 
     def _cells_mentioning(self, name: str, after: int, before: int) -> list[RoledCell]:
         """Untagged and `skip` code cells strictly between two cells whose source mentions `name`."""
@@ -484,14 +522,22 @@ class _Analyser:
         return [by_index[indices[i]] for i in range(start, end) if name in words[i]]
 
     def _report_change(
-        self, cell: RoledCell, effect: Effect, binder: CodeCell, roles: frozenset[str], user: CodeCell, role: str
+        self,
+        cell: RoledCell,
+        effect: Effect,
+        binder: CodeCell,
+        roles: frozenset[str],
+        user: CodeCell,
+        role: str,
+        name: str,
     ) -> None:
         binder_role = next(r for r in ("parameters", "export", "train", "metrics", "predict", "test") if r in roles)
         tag = "train" if binder_role == "parameters" else binder_role
         skipped = "skip" in cell.roles
         kind = "cell, tagged `skip`," if skipped else "untagged cell"
+        through = f", the object {name!r} holds," if effect.name != name else ""
         between = (
-            f"between {binder_role} cell {binder.index + 1} (id {binder.id}), which binds it, "
+            f"{through} between {binder_role} cell {binder.index + 1} (id {binder.id}), which binds it, "
             f"and {role} cell {user.index + 1} (id {user.id}), which uses it"
         )
         number = cell.index + 1
@@ -502,14 +548,14 @@ class _Analyser:
         )
         if effect.severity == "error":
             message = (
-                f"this {kind} changes {effect.name!r} (`{effect.statement}` {effect.action}) {between}; "
+                f"this {kind} changes {effect.name!r} (`{effect.statement}` {effect.action}){between}; "
                 f"the package runs without cell {number}, so it would not compute what the notebook does"
             )
             fix = f"{retag[:1].upper()}{retag[1:]}, or move the statement into cell {binder.index + 1}."
             self.findings.append(Finding("error", "untagged-mutation", message, location, fix, related))
         else:
             message = (
-                f"this {kind} may change {effect.name!r} (`{effect.statement}` {effect.action}) {between}; "
+                f"this {kind} may change {effect.name!r} (`{effect.statement}` {effect.action}){between}; "
                 f"the package runs without cell {number}"
             )
             fix = f"If it changes {effect.name!r}, {retag}; if it only reads it, nothing needs to change."
@@ -606,6 +652,63 @@ class _Analyser:
         for roled in [*self.broken, *untagged]:
             if pattern.search(roled.code):
                 return roled
+        return None
+
+    def _check_function_scoping(
+        self, job_cells: tuple[CodeCell, ...], job_bound: frozenset[str], test_cells: tuple[CodeCell, ...]
+    ) -> None:
+        """The job's cells run inside `run()`, and plain test cells inside `test_cell_N()`. Two things
+        then mean something else than at the notebook's top level: `global NAME` in a def (it reaches
+        the module, not the job's variable) and a class body reading a name it also assigns (it
+        skips the function's variables). Both are refused rather than computed differently."""
+        groups = [(c, job_bound, next(r for r in ("train", "metrics") if r in c.roles)) for c in job_cells]
+        groups += [(c, c.names.binds, "test") for c in test_cells if not c.has_test_functions]
+        for code_cell, bound, role in groups:
+            for name, line in code_cell.names.declared_global:
+                if name in bound:
+                    self.error(
+                        "global-in-job",
+                        f"a function here declares `global {name}`, but the generated {role} code runs inside a function, where `global` reaches the module and not the {name!r} of the notebook's cells",
+                        code_cell.roled,
+                        line,
+                        fix=f"Pass {name!r} in as an argument and return the new value, or move the function into an export cell.",
+                        role=role,
+                    )
+            for name, line in code_cell.names.class_reads_own:
+                if name in bound:
+                    self.error(
+                        "class-reads-job-name",
+                        f"the class body reads {name!r} and also assigns it; the generated {role} code runs inside a function, where such a read skips the {name!r} of the notebook's cells",
+                        code_cell.roled,
+                        line,
+                        fix=f"Give the class attribute another name than {name!r}, or move the class into an export cell.",
+                        role=role,
+                    )
+
+    def _check_exported_globals(self, modules: tuple[ExportModule, ...], job_cells: tuple[CodeCell, ...]) -> None:
+        """An exported function reading a module-level name that job code rebinds: in the notebook the
+        function then sees the job's value, in the package it keeps reading its module's own."""
+        for module in modules:
+            module_bound = {n for c in module.cells for n in c.names.binds}
+            for export_cell in module.cells:
+                read = export_cell.names.callable_globals & module_bound
+                for job_cell in job_cells:
+                    for name in sorted(read & job_cell.names.binds):
+                        if job_cell.index < export_cell.index:
+                            continue
+                        self.error(
+                            "rebinds-exported-global",
+                            f"this cell assigns {name!r}, which code exported from cell {export_cell.index + 1} (id {export_cell.id}) reads as a global: in the notebook that code then sees the new value, in the package it keeps the value of module {module.name!r}",
+                            job_cell.roled,
+                            self._first_bind_line(job_cell, name),
+                            fix=f"Pass {name!r} to the exported function as an argument, or use another name in this cell.",
+                            related=export_cell.roled,
+                        )
+
+    def _first_bind_line(self, code_cell: CodeCell, name: str) -> int | None:
+        for node in ast.walk(ast.parse(code_cell.code)):
+            if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, (ast.Store, ast.Del)):
+                return node.lineno
         return None
 
     def _first_line(self, code_cell: CodeCell, name: str) -> int | None:
@@ -842,14 +945,38 @@ def _statement_module(statement: str) -> str:
     return "" if module.startswith(".") else module
 
 
+def _bound_to_immutable(code: str, name: str) -> bool:
+    """Whether the last top-level assignment of `name` in `code` gives it a number, string, bool or None."""
+    value = None
+    for node in ast.parse(code).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                value = node.value
+    return isinstance(value, ast.Constant)
+
+
+def _aliased(code: str, name: str) -> list[str]:
+    """Names whose object `name` is bound to at the top level of `code` (`name = other`, `name = other.x`)."""
+    found = []
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            value = node.value
+            while isinstance(value, (ast.Attribute, ast.Subscript)):
+                value = value.value
+            if isinstance(value, ast.Name) and value.id != name:
+                found.append(value.id)
+    return found
+
+
 def _star_may_provide(module: str, level: int, name: str) -> bool:
     """Whether `from module import *` may bind `name`: checked for standard-library modules (importing
     them has no side effects), assumed for any other."""
     import importlib
     import sys
 
-    if level or module.split(".")[0] not in sys.stdlib_module_names:
-        return True
+    if level or module.split(".")[0] not in sys.stdlib_module_names or module in ("antigravity", "this"):
+        return True  # (those two act when imported)
     try:
         imported = importlib.import_module(module)
     except Exception:  # noqa: BLE001 - whatever stops the import, the name may still come from it

@@ -18,7 +18,7 @@ from nb2prod.analysis.effects import Effect, cell_effects
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
 
-CACHE_VERSION = 4  # bump when PreparedCell changes
+CACHE_VERSION = 5  # bump when PreparedCell changes
 # Findings that depend on the process (its stack, recursion limit, memory), not on the code alone.
 ENVIRONMENT_DEPENDENT = frozenset({"too-complex"})
 

@@ -16,7 +16,8 @@ The rule (documented in docs/design.md, "Mutations by untagged cells"):
   only read its arguments (`print`, `display`, `len`, `repr`, `type`, `isinstance`, ... and the
   known methods above, e.g. `other.fit(X)` reads `X`);
 - maybe (a note): a call of any other method on it, or passing it to any other function.
-Aliases made in the same cell (`m = model`, `step = model.steps[0]`) count as the name itself.
+Aliases made in the same cell (`m = model`, `step = model.steps[0]`) count as the name itself,
+and calling a function the cell defines with `global NAME` changes NAME.
 Names bound by imports (modules, functions) are not followed: calling a module's functions is not
 taken as changing the module.
 """
@@ -289,6 +290,7 @@ class _Finder:
         self.aliases: dict[str, str] = {}  # alias made in this cell -> the name it stands for
         self.own: set[str] = set()  # names this cell bound itself (not aliases)
         self.current: ast.stmt | None = None
+        self.global_writers: dict[str, set[str]] = {}  # def in this cell -> names it assigns through `global`
 
     # -- recording ----------------------------------------------------------------------------
     def _owner(self, name: str | None) -> str | None:
@@ -326,6 +328,9 @@ class _Finder:
             else:
                 for default in [*node.args.defaults, *[d for d in node.args.kw_defaults if d is not None]]:
                     self.expression(default)
+                declared = {n for g in ast.walk(node) if isinstance(g, ast.Global) for n in g.names}
+                if declared:
+                    self.global_writers[node.name] = declared
             self.bind(node.name, "defines it again", node)
             return
         if isinstance(node, ast.Assign):
@@ -469,6 +474,8 @@ class _Finder:
             known_callee = method in READ_ONLY_METHODS or method in MUTATING_METHODS
         elif isinstance(func, ast.Name):
             known_callee = func.id in READ_ONLY_FUNCTIONS
+            for name in sorted(self.global_writers.get(func.id, ())):
+                record(name, ERROR, f"calls `{func.id}()`, which assigns it through `global`", node)
         callee = ast.unparse(func)
         for argument in [*node.args, *[k.value for k in node.keywords]]:
             if isinstance(argument, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)) and not known_callee:

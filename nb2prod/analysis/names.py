@@ -35,6 +35,10 @@ class CellNames:
     uses: tuple[tuple[str, int], ...]  # free names with the first line that uses them
     defines_callables: bool
     hoistable_lines: frozenset[int]  # lines of top-level imports that can be moved out of the code
+    # Scoping that differs when the cell's code runs inside a function (the job's `run`, a test):
+    declared_global: tuple[tuple[str, int], ...] = ()  # `global NAME` in a def (name, line of the def)
+    class_reads_own: tuple[tuple[str, int], ...] = ()  # a class body reads a name it also assigns
+    callable_globals: frozenset[str] = frozenset()  # globals read inside the cell's defs and classes
 
 
 def analyse_names(code: str, filename: str = "<cell>") -> CellNames:
@@ -50,34 +54,68 @@ def analyse_names(code: str, filename: str = "<cell>") -> CellNames:
             binds.add(name)
         if symbol.is_referenced():
             referenced.add(name)
+    top_level = set(binds)
+    global_reads: set[str] = set()
     for child in table.get_children():
-        _collect_nested(child, referenced, binds)
+        _collect_nested(child, referenced, binds, global_reads)
+    # `global x` in a def that also reads x: unless the cell's top level binds x, x comes from outside.
+    referenced.update(global_reads - top_level)
+    read_outside = global_reads - top_level
+    declared, callable_globals = _scope_hazards(table)
     hoistable = _keep_rebound_imports_in_place(imports, hoistable, binds)
     first_use = _first_loads(tree)
-    read_before_bound = _read_before_bound(tree)
+    read_before_bound, class_reads = _read_before_bound(tree)
     uses: list[tuple[str, int]] = []
     for name in sorted(referenced | read_before_bound):
         if name in BUILTINS and name not in binds and name not in imported:
             continue
         if name in imported:
             continue
-        if name in binds and name not in read_before_bound:
+        if name in binds and name not in read_before_bound and name not in read_outside:
             continue
         uses.append((name, first_use.get(name, 1)))
     uses.sort(key=lambda item: (item[1], item[0]))
     nested = tuple(_all_imports(tree, exclude=set(id(n) for n in tree.body)))
     defines_callables = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body)
-    return CellNames(frozenset(binds), tuple(imports), nested, tuple(uses), defines_callables, frozenset(hoistable))
+    return CellNames(
+        frozenset(binds),
+        tuple(imports),
+        nested,
+        tuple(uses),
+        defines_callables,
+        frozenset(hoistable),
+        tuple(declared),
+        tuple(class_reads),
+        frozenset(callable_globals),
+    )
 
 
-def _collect_nested(table: symtable.SymbolTable, referenced: set[str], binds: set[str]) -> None:
+def _scope_hazards(table: symtable.SymbolTable) -> tuple[list[tuple[str, int]], set[str]]:
+    declared: list[tuple[str, int]] = []
+    reads: set[str] = set()
+    stack = list(table.get_children())
+    while stack:
+        child = stack.pop()
+        for symbol in child.get_symbols():
+            name = symbol.get_name()
+            if child.get_type() == "function" and symbol.is_declared_global():
+                declared.append((name, child.get_lineno()))
+            if symbol.is_referenced() and symbol.is_global():
+                reads.add(name)
+        stack.extend(child.get_children())
+    return sorted(set(declared), key=lambda x: (x[1], x[0])), reads
+
+
+def _collect_nested(table: symtable.SymbolTable, referenced: set[str], binds: set[str], global_reads: set[str]) -> None:
     for symbol in table.get_symbols():
         if symbol.is_declared_global() and symbol.is_assigned():
             binds.add(symbol.get_name())
+            if symbol.is_referenced():
+                global_reads.add(symbol.get_name())
         elif symbol.is_global() and symbol.is_referenced():
             referenced.add(symbol.get_name())
     for child in table.get_children():
-        _collect_nested(child, referenced, binds)
+        _collect_nested(child, referenced, binds, global_reads)
 
 
 def _first_loads(tree: ast.AST) -> dict[str, int]:
@@ -96,6 +134,7 @@ class _ModuleLevelOrder(ast.NodeVisitor):
     def __init__(self) -> None:
         self.bound: set[str] = set()
         self.read_first: set[str] = set()
+        self.class_reads_own: list[tuple[str, int]] = []  # a class body reads a name before assigning it
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -135,6 +174,13 @@ class _ModuleLevelOrder(ast.NodeVisitor):
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.decorator_list, *node.bases, *[k.value for k in node.keywords]]:
             self.visit(expr)
+        # The class body runs now, in its own namespace: what it reads first comes from outside.
+        body = _ModuleLevelOrder()
+        for statement in node.body:
+            body.visit(statement)
+        self.read_first |= body.read_first - self.bound
+        self.class_reads_own.extend((name, node.lineno) for name in sorted(body.read_first & body.bound))
+        self.class_reads_own.extend(body.class_reads_own)
         self.bound.add(node.name)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
@@ -153,11 +199,11 @@ class _ModuleLevelOrder(ast.NodeVisitor):
     visit_ImportFrom = visit_Import  # type: ignore[assignment]
 
 
-def _read_before_bound(tree: ast.Module) -> set[str]:
+def _read_before_bound(tree: ast.Module) -> tuple[set[str], list[tuple[str, int]]]:
     visitor = _ModuleLevelOrder()
     for statement in tree.body:
         visitor.visit(statement)
-    return visitor.read_first
+    return visitor.read_first, visitor.class_reads_own
 
 
 def _import_bindings(node: ast.Import | ast.ImportFrom) -> list[ImportBinding]:

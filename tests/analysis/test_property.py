@@ -91,6 +91,8 @@ class Program:
 
     def statement(self) -> str:
         options = ["int", "int", "list", "dict", "import", "def", "class"]
+        if self.of("int"):
+            options += ["global-def", "class-reads-own"]
         if self.of("list"):
             options += ["list-change", "list-change"]
         if self.of("dict"):
@@ -147,6 +149,15 @@ class Program:
         if choice == "shadow-st":
             self.kinds["st"] = "int"
             return f"st = round(st.mean({self.draw(st.sampled_from(self.of('list')))}))"
+        if choice == "global-def":
+            name = self.draw(st.sampled_from(self.of("int")))
+            return f"def bump():\n    global {name}\n    {name} = {name} + 1\n\n\nbump()"
+        if choice == "class-reads-own":
+            name = self.draw(st.sampled_from(self.of("int")))
+            self.kinds["K"] = "class"
+            return (
+                f"class K:\n    {name} = {name} + 1\n    base = {name}\n\n    def get(self):\n        return self.base"
+            )
         if choice == "def":
             name = self.draw(st.sampled_from(["f", "g"]))
             body = self.int_expr()  # reads globals when called, as notebook functions do
@@ -214,7 +225,8 @@ def test_a_successful_build_computes_what_the_notebook_computes(tmp_path_factory
         if any(s.startswith("model = ") for s in group):
             role = "train"
         cells.append(("\n".join(group), role))
-    record = ", ".join(f"{name!r}: {name}" for name in plain)
+    recorded = ["model", *data.draw(st.lists(st.sampled_from(plain), unique=True))] if plain else ["model"]
+    record = ", ".join(f"{name!r}: {name}" for name in recorded)
     cells.append((f"metrics = {{{record}}}\nchecked = len(metrics)", "metrics"))
 
     note("cells: " + json.dumps(cells, indent=1))

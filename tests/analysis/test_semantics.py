@@ -149,6 +149,19 @@ def test_untagged_fit_is_refused_and_tagging_it_builds_a_fitted_model(tmp_path: 
     assert recorded["papermill"] == recorded["python"] == notebook_metrics(path) == {"r2": 1.0}
 
 
+def test_change_to_the_object_the_model_was_bound_to_is_an_error(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("steps = [1]\nmodel = steps", "train"),
+            cell("steps.append(2)"),
+            cell('metrics = {"n": len(model)}', "metrics"),
+        ],
+    )
+    (finding,) = [f for f in findings(path) if f.severity == "error"]
+    assert finding.code == "untagged-mutation" and "the object 'model' holds" in finding.message
+
+
 def test_skipped_cell_that_changes_a_tagged_name_is_an_error(tmp_path: Path) -> None:
     path = write_notebook(
         tmp_path / "nb.ipynb",
@@ -206,6 +219,20 @@ def test_unknown_calls_are_a_note_not_silence(tmp_path: Path, statement: str, fr
     assert note.code == "untagged-maybe-mutation" and note.severity == "note"
     assert fragment in note.message and note.location.cell_index == 2
     assert api.build(path).output_dir  # a note does not stop the build
+
+
+def test_numbers_and_strings_passed_to_unknown_functions_are_not_notes(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            cell("n = 3  # rows\nname = 'x'", "parameters"),
+            cell("frame = make_frame(n, name)"),
+            cell("n += 1"),
+            cell("model = [name] * n", "train"),
+        ],
+    )
+    found = [f for f in findings(path) if f.code.startswith("untagged-")]
+    assert [(f.code, f.location.cell_index) for f in found] == [("untagged-mutation", 2)]  # `n += 1` rebinds
 
 
 def test_changes_outside_binding_and_use_do_not_matter(tmp_path: Path) -> None:
@@ -324,6 +351,45 @@ def test_name_read_before_its_cell_binds_it_needs_an_earlier_binding(tmp_path: P
     path = write_notebook(tmp_path / "nb.ipynb", [cell("model = 1", "train"), cell("total = total + model", "train")])
     (error,) = [f for f in findings(path) if f.severity == "error"]
     assert error.code == "undefined-name" and "'total'" in error.message and error.location.cell_index == 1
+
+
+# -- what function scope would change is refused ------------------------------------------------
+@pytest.mark.parametrize(
+    ("cells", "code", "cell_index"),
+    [
+        (
+            [cell("a = 1\ndef bump():\n    global a\n    a = a + 1", "train"), cell("bump()\nmodel = a", "train")],
+            "global-in-job",
+            0,
+        ),
+        ([cell("a = 1\nclass K:\n    a = a + 1\nmodel = K.a", "train")], "class-reads-job-name", 0),
+        (
+            [cell("a = 1\ndef f(p):\n    return p + a", "export"), cell("a = 5\nmodel = f(1)", "train")],
+            "rebinds-exported-global",
+            1,
+        ),
+        (
+            [cell("a = 0\nmodel = a", "train"), cell("a = 4", "export"), cell('metrics = {"a": a}', "metrics")],
+            "export-rebinds-job-name",
+            2,
+        ),
+    ],
+)
+def test_code_whose_meaning_changes_inside_a_function_is_refused(
+    tmp_path: Path, cells: list, code: str, cell_index: int
+) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", cells)
+    (error,) = [f for f in findings(path) if f.severity == "error"]
+    assert error.code == code and error.location.cell_index == cell_index and error.fix
+
+
+def test_exported_global_statement_reading_a_job_name_is_an_undefined_name(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        [cell("a = 1\nmodel = a", "train"), cell("def bump():\n    global a\n    a = a + 1\n\n\nbump()", "export")],
+    )
+    (error,) = [f for f in findings(path) if f.severity == "error"]
+    assert error.code == "undefined-name" and "'a'" in error.message and error.location.cell_index == 1
 
 
 # -- defect 5: Kubeflow Kale notebooks, unedited -------------------------------------------------
