@@ -94,6 +94,18 @@ def test_a_metric_within_its_tolerance_agrees_and_outside_it_differs(tmp_path: P
     assert "clean environment" in loose.stdout and "(cached)" in loose.stdout
 
 
+def test_a_requirement_the_lock_lacks_fails_in_the_clean_environment(tmp_path: Path):
+    """pandas reads CSV with pyarrow only when asked: nothing imports it, so the lock lacks it."""
+    (tmp_path / "points.csv").write_text("a,b\n1,2\n3,4\n5,7\n")
+    train = 'X = pd.read_csv("points.csv", engine="pyarrow")\ny = X["b"]\nmodel = LinearRegression().fit(X, y)'
+    notebook = _project(tmp_path, _cells(train_tail=train))
+    result = verify(notebook)
+    (difference,) = result.differences
+    assert difference.what == "job error" and difference.job == "ImportError"
+    assert "pyarrow" in difference.detail and "add it to `requirements`" in difference.detail
+    assert result.metrics_notebook is not None and result.metrics_job is None
+
+
 @pytest.mark.parametrize(
     "source, what",
     [
