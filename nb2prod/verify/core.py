@@ -415,7 +415,7 @@ def _compare(
         failing = next((c for c in cells if c.index == error.get("cell")), None)
         names = (reads(failing.code) if failing else set()) | {model}
         detail = error.get("message", "")
-        if error.get("type") == "ModuleNotFoundError":
+        if error.get("type") in ("ModuleNotFoundError", "ImportError"):
             detail += (
                 "; requirements.lock lacks a distribution the code needs: add it to `requirements` ([tool.nb2prod])"
             )

@@ -105,7 +105,7 @@ def report(
     """Write metrics, example inputs and predictions of the job that filled `namespace`.
 
     The example inputs expression is evaluated over `namespace`, then `scope` (for the package:
-    the train module's names, which import the exported ones)."""
+    its train module's names and its exported names)."""
     result: dict[str, Any] = {"metrics": None, "inputs": None, "predictions": None, "given": None, "problems": []}
     metrics = namespace.get("metrics")
     if isinstance(metrics, dict):
@@ -156,6 +156,14 @@ def _failure(exc: BaseException, package: str) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": message, "cell": cell}
 
 
+def _exported(package: str) -> dict[str, Any]:
+    """The package's exported names (`__all__`), as the generated contract test sees them."""
+    import importlib
+
+    module = importlib.import_module(package)
+    return {name: getattr(module, name) for name in getattr(module, "__all__", ()) if hasattr(module, name)}
+
+
 def run_job(spec_path: str) -> int:
     """In the clean environment: run the installed package's job, then report like the notebook."""
     import importlib
@@ -192,7 +200,7 @@ def run_job(spec_path: str) -> int:
         spec["inputs_expression"],
         predict_module.predict,
         given,
-        scope=dict(vars(train)),
+        scope={**_exported(package), **vars(train)},
     )
     return 0
 

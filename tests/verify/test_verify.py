@@ -66,14 +66,12 @@ def test_an_untagged_fit_is_caught_even_when_the_static_check_is_allowed(tmp_pat
         _cells(cell("model.fit(X, y)", cell_id="fit"), train_tail="model = LinearRegression()"),
         allow=["untagged-mutation"],
     )
-    done = nb2prod("verify", str(notebook))
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "the package differs from the notebook" in done.stdout
-    assert "NotFittedError" in done.stdout
-    assert "fit.ipynb: cell 4 (id fit, untagged), line 1 changes `model`" in done.stdout
-    assert "tag it `train`" in done.stdout
     result = verify(notebook)
     assert not result.agree
+    text = result.render()
+    assert "the package differs from the notebook" in text and "NotFittedError" in text
+    assert "fit.ipynb: cell 4 (id fit, untagged), line 1 changes `model`" in text
+    assert "tag it `train`" in text
     (difference,) = result.differences
     assert difference.what == "job error" and difference.job == "NotFittedError"
     assert [(s.cell, s.name, s.how, s.in_job) for s in difference.suspects] == [(3, "model", "changes", False)]
@@ -94,6 +92,18 @@ def test_a_metric_within_its_tolerance_agrees_and_outside_it_differs(tmp_path: P
     assert loose.returncode == 0, loose.stdout + loose.stderr
     assert "the package computes what the notebook computes" in loose.stdout
     assert "clean environment" in loose.stdout and "(cached)" in loose.stdout
+
+
+def test_a_requirement_the_lock_lacks_fails_in_the_clean_environment(tmp_path: Path):
+    """pandas reads CSV with pyarrow only when asked: nothing imports it, so the lock lacks it."""
+    (tmp_path / "points.csv").write_text("a,b\n1,2\n3,4\n5,7\n")
+    train = 'X = pd.read_csv("points.csv", engine="pyarrow")\ny = X["b"]\nmodel = LinearRegression().fit(X, y)'
+    notebook = _project(tmp_path, _cells(train_tail=train))
+    result = verify(notebook)
+    (difference,) = result.differences
+    assert difference.what == "job error" and difference.job == "ImportError"
+    assert "pyarrow" in difference.detail and "add it to `requirements`" in difference.detail
+    assert result.metrics_notebook is not None and result.metrics_job is None
 
 
 @pytest.mark.parametrize(
