@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--formats", default="parquet,csv")
     parser.add_argument("--engines", default="naive,local,dask,spark")
+    parser.add_argument("--spark-formats", default="parquet,csv", help="formats spark scores (it starts slowly)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--trees", type=int, default=100, help="n_estimators of the trained fraud model")
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         loads = [load_average()]
         for fmt in args.formats.split(","):
             for engine in args.engines.split(","):
+                if engine == "spark" and fmt not in args.spark_formats.split(","):
+                    continue
                 out = work / f"out-{fmt}-{engine}"
                 if engine == "naive":
                     wall, peak, stdout = tree_peak(
@@ -309,7 +312,26 @@ def render(args: argparse.Namespace, results: list[dict], sweeps: list[dict], lo
             lines.append(
                 f"| {s['engine']} | {s['wall_s']:.1f} s | {s['startup_s']:.1f} s | {s['passed']}/{s['points']} | {s['peak_mb']:,.0f} MB |"
             )
+    lines += ["", *SCALING.strip("\n").splitlines()]
     return "\n".join(lines) + "\n"
+
+
+SCALING = """
+How the figures scale. Scoring is embarrassingly parallel: the driver only reads chunks and hands
+them out (for dask and spark it serialises each as Arrow IPC, a few MB per 100,000 rows) and each
+worker checks, predicts and writes its own part, so on a cluster the work per worker is the
+single-process rate above divided among workers, plus a fixed start-up (the cluster's start, and
+each worker loading and verifying the model once). The driver's share is reading the input and
+sending chunks: on these figures it is a small fraction of the local engine's time per row, so one
+driver can feed roughly that many times more workers before it is the bottleneck; past that, split
+the input into parquet parts and run one job per part. On 2 cores, dask's and spark's 2 workers
+compete with the driver and with each other for the same 2 cores, so they cannot beat the local
+engine here by much; their gain shows with cores the driver does not need. Memory: the local
+engine holds about two chunks at a time whatever the input's size, a dask or spark worker one
+chunk, the driver at most twice the workers' count of chunks in flight; the naive baseline holds
+the whole file and its features, so its peak grows with the input (10x the rows: roughly 10x its
+data memory), while the streaming engines' peak stays where it is.
+"""
 
 
 if __name__ == "__main__":

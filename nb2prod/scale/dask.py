@@ -13,6 +13,7 @@ from nb2prod.errors import InputError
 
 class DaskEngine:
     name = "dask"
+    in_process = False
 
     def __init__(self, client: Any, cluster: Any, address: str | None):
         self.client = client

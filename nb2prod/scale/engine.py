@@ -25,6 +25,7 @@ class Engine(Protocol):
     workers: int  # how many tasks run at once
     address: str | None  # the scheduler or master it is connected to (None: in this process)
     startup_s: float  # time taken to start or connect
+    in_process: bool  # tasks run in this process (no need to serialise them)
 
     def map_chunks(self, function: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]: ...
 

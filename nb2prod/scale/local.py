@@ -10,6 +10,7 @@ from typing import Any
 
 class LocalEngine:
     name = "local"
+    in_process = True  # chunks are handed over as they are, not serialised
     address = None
 
     def __init__(self, workers: int):

@@ -49,9 +49,10 @@ class ChunkTask:
     job: Job
     index: int
     first_row: int
-    data: bytes | None  # the chunk as an Arrow IPC stream (CSV, parquet)
+    data: bytes | None  # the chunk as an Arrow IPC stream (CSV, parquet), for workers in other processes
     records: tuple[dict[str, Any], ...] | None  # or its JSON objects (JSON lines)
     rows: int
+    table: Any = None  # or the pyarrow Table itself, for the local engine (nothing to serialise)
 
 
 @dataclass(frozen=True)
@@ -170,14 +171,39 @@ def score_chunk(task: ChunkTask) -> ChunkResult:
     )
 
 
-def _frame(task: ChunkTask) -> Any:
+def _frame(task: ChunkTask, contract: Any | None) -> Any:
     import pandas as pd
 
     if task.records is not None:
         return pd.DataFrame.from_records(list(task.records))
     import pyarrow as pa
 
-    return pa.ipc.open_stream(task.data).read_all().to_pandas()
+    table = task.table if task.table is not None else pa.ipc.open_stream(task.data).read_all()
+    return _numbers_from_csv_text(table, contract).to_pandas()
+
+
+def _numbers_from_csv_text(table: Any, contract: Any | None) -> Any:
+    """CSV text columns (read as text, see reading.py) cast to numbers in one vectorised step where
+    every value reads as one; a column with a value that does not stays text for the row checks."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if contract is None:
+        return table
+    for field in contract.fields:
+        if field.kind not in ("int", "float") or field.name not in table.column_names:
+            continue
+        index = table.column_names.index(field.name)
+        column = table.column(index)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        for target in (pa.int64(), pa.float64()) if field.kind == "int" else (pa.float64(),):
+            try:
+                table = table.set_column(index, field.name, pc.cast(column, target))
+                break
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+    return table
 
 
 def contract_of(manifest: Any) -> Any | None:
@@ -197,13 +223,13 @@ def _score(loaded: Any, task: ChunkTask) -> tuple[int, str | None, list[BadRow],
     from nb2prod.scale.checking import check_frame, numbers_from_text
 
     job = task.job
-    frame = _frame(task)
+    contract = contract_of(loaded.run.manifest)
+    frame = _frame(task, contract)
     if job.id_column is not None and job.id_column not in frame.columns:
         raise InputError(
             f"{job.source}: the id column {job.id_column!r} is not in the input (its columns: {', '.join(map(str, frame.columns))})."
         )
     ids = frame[job.id_column].tolist() if job.id_column else None
-    contract = contract_of(loaded.run.manifest)
     bad: list[BadRow] = []
     warnings: Counter[tuple[str, str]] = Counter()
     if contract is not None:
@@ -228,12 +254,15 @@ def _score(loaded: Any, task: ChunkTask) -> tuple[int, str | None, list[BadRow],
     predictions = _predict(loaded, inputs, job.source, task.first_row) if len(inputs) else []
     values = _prediction_array(predictions)
     n = len(values)
+    same = pa.array(np.zeros(n, dtype="int32"))  # one dictionary entry repeated: cheap in memory and on disk
     table = pa.table(
         {
             id_name: id_values,
             "prediction": values,
-            "run_id": pa.array([job.run_id] * n, pa.string()).dictionary_encode(),
-            "model_sha256": pa.array([loaded.run.manifest.model.sha256] * n, pa.string()).dictionary_encode(),
+            "run_id": pa.DictionaryArray.from_arrays(same, pa.array([job.run_id], pa.string())),
+            "model_sha256": pa.DictionaryArray.from_arrays(
+                same, pa.array([loaded.run.manifest.model.sha256], pa.string())
+            ),
         }
     )
     part = out.write_part(Path(job.folder), task.index, table)
@@ -284,12 +313,15 @@ def _prediction_array(values: list[Any]) -> Any:
 
 
 # --- driver side -------------------------------------------------------------------------------
-def _tasks(job: Job, chunks: Any, progress: Callable[[Chunk], None]) -> Any:
+def _tasks(job: Job, chunks: Any, progress: Callable[[Chunk], None], in_process: bool) -> Any:
     import pyarrow as pa
 
     for index, chunk in enumerate(chunks):
         progress(chunk)
         data = None
+        if in_process:
+            yield ChunkTask(job, index, chunk.first_row, None, chunk.records, chunk.rows, chunk.table)
+            continue
         if chunk.table is not None:
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, chunk.table.schema) as writer:
@@ -369,7 +401,9 @@ def score(
         t_score = time.perf_counter()
         results: list[ChunkResult] = []
         done = 0
-        for result in runner.map_chunks(score_chunk, _tasks(job, iter_chunks(spec, chunk_rows, text_columns), on_read)):
+        for result in runner.map_chunks(
+            score_chunk, _tasks(job, iter_chunks(spec, chunk_rows, text_columns), on_read, runner.in_process)
+        ):
             if result.error is not None:
                 raise InputError(result.error)
             if result.model_sha256 != manifest.model.sha256:

@@ -17,6 +17,7 @@ from nb2prod.errors import InputError
 
 class SparkEngine:
     name = "spark"
+    in_process = False
 
     def __init__(self, session: Any, owned: bool, address: str):
         self.session = session
