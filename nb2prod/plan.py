@@ -46,7 +46,7 @@ def chunk_shapes(roles: frozenset[str], has_test_functions: bool) -> list[tuple[
     if "export" in roles or "predict" in roles:
         shapes.append((0, True))
     if roles & {"train", "metrics"}:
-        shapes += [(4, True), (0, False)]
+        shapes.append((0, False))  # _job.py and job/train.ipynb hold the same code
     if "test" in roles:
         shapes.append((0 if has_test_functions else 4, True))
     return shapes
@@ -112,17 +112,16 @@ def plan_build(analysis: Analysis) -> Plan:
     if analysis.has_job:
         schema = {p.name: p.schema() for p in analysis.parameters}
         files.append(PlannedFile(f"{src}/params.py", "package/params.py.j2", {**base, "schema": schema}))
-        chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 4) for cell in analysis.job_cells)
+        # the job's cells run at module level, in _job.py as in job/train.ipynb, with the same code
+        chunks = tuple(Chunk(next(keys), cell, job_role(cell), 0, in_module=False) for cell in analysis.job_cells)
         context = {
             **base,
             "imports": analysis.job_needs.sorted_imports(),
             "package_imports": analysis.job_needs.sorted_package(),
         }
-        files.append(PlannedFile(f"{src}/train.py", "package/train.py.j2", context, chunks))
-        job_chunks = tuple(
-            Chunk(next(keys), cell, cell.roled.primary_role or "train", 0, in_module=False)
-            for cell in analysis.job_cells
-        )
+        files.append(PlannedFile(f"{src}/_job.py", "package/job.py.j2", context, chunks))
+        files.append(PlannedFile(f"{src}/train.py", "package/train.py.j2", base))
+        job_chunks = tuple(Chunk(next(keys), cell, job_role(cell), 0, in_module=False) for cell in analysis.job_cells)
         files.append(PlannedFile("job/train.ipynb", None))
     predict_chunks = tuple(Chunk(next(keys), cell, "predict", 0) for cell in analysis.predict_cells)
     context = {
@@ -172,6 +171,12 @@ def plan_build(analysis: Analysis) -> Plan:
     files.append(PlannedFile(f"{src}/_sourcemap.json", None))
     files.append(PlannedFile("nb2prod.json", None))
     return Plan(analysis, tuple(files), job_chunks)
+
+
+def job_role(cell: CodeCell) -> str:
+    """A job cell's role in the source map: `metrics` when it has that role (the engines keep
+    running the job after a failing metrics cell, so the failure and the metrics are recorded)."""
+    return "metrics" if "metrics" in cell.roles else "train"
 
 
 def _names_in(expression: str | None) -> set[str]:

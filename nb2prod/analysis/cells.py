@@ -14,10 +14,11 @@ from pathlib import Path
 from dataclasses import dataclass
 
 from nb2prod import __version__
+from nb2prod.analysis.gates import gates_to_errors
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
 
-CACHE_VERSION = 2  # bump when PreparedCell changes
+CACHE_VERSION = 3  # bump when PreparedCell, or what goes into it, changes
 
 
 @dataclass(frozen=True)
@@ -128,25 +129,6 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
             for n in ast.parse(body).body
         )
     return PreparedCell(body, drop_display_statements(body), names, has_tests, tuple(cleaned.installs), tuple(events))
-
-
-def gates_to_errors(code: str) -> str:
-    """Top-level `assert`s of metrics cells become quality gates that also hold under `python -O`."""
-    tree = ast.parse(code)
-    lines = code.split("\n")
-    for node in reversed(tree.body):
-        if not isinstance(node, ast.Assert):
-            continue
-        test = ast.get_source_segment(code, node.test) or ast.unparse(node.test)
-        test = ast.unparse(node.test) if "\n" in test else test
-        message = (
-            ast.unparse(node.msg) if node.msg is not None else repr(f"quality gate failed: {ast.unparse(node.test)}")
-        )
-        indent = " " * node.col_offset
-        replacement = f"{indent}if not ({test}): raise _nb2prod.QualityGateError({message})"
-        span = (node.end_lineno or node.lineno) - node.lineno + 1
-        lines[node.lineno - 1 : node.lineno - 1 + span] = [replacement] + [""] * (span - 1)
-    return "\n".join(lines)
 
 
 def cache_path(code: str, roles: frozenset[str], tagged: bool) -> Path:

@@ -42,8 +42,55 @@ def _head(value: Any, n: int) -> Any:
         return value
 
 
+JOB_MODULES = frozenset({"__main__", "__mp_main__"})  # where the job's own classes and functions live
+
+
+class UnloadableModelError(Exception):
+    """The model refers to a class or function that exists only in the job's namespace."""
+
+
+class _NullSink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def job_references(value: Any) -> list[str]:
+    """Classes and functions of the job's own namespace (`__main__`) that pickling `value` refers
+    to by module and name: a saved model holding them cannot be loaded anywhere else."""
+    import pickle
+
+    found: list[str] = []
+
+    class Probe(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            kind = obj if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__") else type(obj)
+            if getattr(kind, "__module__", None) in JOB_MODULES:
+                name = getattr(kind, "__qualname__", repr(kind))
+                if name not in found:
+                    found.append(name)
+            return NotImplemented
+
+    try:
+        Probe(_NullSink(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    except Exception:  # noqa: BLE001 - other problems are for the model's saver to report
+        pass
+    return found
+
+
+def check_loadable(model: Any, model_variable: str) -> None:
+    """Refuse a model that refers to the job's own classes or functions (see `job_references`)."""
+    names = job_references(model)
+    if names:
+        listed = ", ".join(f"`{n}`" for n in names)
+        raise UnloadableModelError(
+            f"the model {model_variable!r} refers to {listed}, defined in a train or metrics cell: a saved model "
+            "refers to it by module and name and it exists only while the job runs, so predict could not load "
+            f"the model; move {listed} to an `export` cell"
+        )
+
+
 def collect(
-    namespace: dict[str, Any],
+    namespace: dict[str, Any] | None,
     out_dir: str | os.PathLike[str] | None = None,
     model_variable: str = "model",
     contract_expression: str | None = None,
@@ -51,10 +98,15 @@ def collect(
     inputs_expression: str | None = None,
     package: str | None = None,
 ) -> None:
-    """Save model, metrics and contract from `namespace` into `out_dir` (default: $NB2PROD_RUN_DIR).
+    """Save model, metrics and contract from `namespace` (None: `__main__`'s) into `out_dir`
+    (default: $NB2PROD_RUN_DIR).
 
     Expressions are evaluated over the job's names, then the package's exported names (`__all__`).
     """
+    if namespace is None:  # in the papermill kernel: its `__main__` holds what the cells bound
+        import sys
+
+        namespace = vars(sys.modules["__main__"])
     out = Path(out_dir if out_dir is not None else os.environ[OUTPUT_ENV])
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"metrics": None, "model": None, "contract": None, "predict_inputs": None, "problems": []}
@@ -88,6 +140,7 @@ def collect(
             problems.append(f"predict inputs: evaluating {inputs_expression!r} raised {type(exc).__name__}: {exc}")
 
     if model_variable in namespace:
+        check_loadable(namespace[model_variable], model_variable)
         probe = _head(fitted, PROBE_ROWS) if fitted is not None else None
         artifact = save_model(namespace[model_variable], out, model_variable, probe=probe, fmt=model_format)
         report["model"] = asdict(artifact)
@@ -109,7 +162,7 @@ def collect_cell_source(
         "# nb2prod: save the model, metrics and input contract of this run into the run folder\n"
         "from nb2prod.runs.collect import collect as _nb2prod_collect\n\n"
         "_nb2prod_collect(\n"
-        "    globals(),\n"
+        "    None,  # the kernel's namespace (the job may have bound `globals` to something else)\n"
         f"    model_variable={model_variable!r},\n"
         f"    contract_expression={contract_expression!r},\n"
         f"    model_format={model_format!r},\n"

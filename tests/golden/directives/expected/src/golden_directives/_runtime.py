@@ -23,6 +23,12 @@ class QualityGateError(AssertionError):
     """A metrics gate of the notebook failed; the run must not be promoted."""
 
 
+def quality_gate_failed(message: Any) -> Any:
+    """Raise QualityGateError: an `assert` of a metrics cell that shares its line with
+    another statement becomes `(TEST) or _nb2prod.quality_gate_failed(MESSAGE)`."""
+    raise QualityGateError(message)
+
+
 class ParameterError(ValueError):
     """A parameter value that does not fit the parameter schema."""
 
@@ -427,6 +433,74 @@ def source_map() -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+JOB_MODULE = "_job.py"
+
+
+def run_job(package: str, params: Any) -> dict[str, Any]:
+    """Execute the job's cells (`_job.py` beside this module) at module level and return the
+    names they bound, as papermill runs job/train.ipynb: in a fresh namespace named `__main__`,
+    with the parameters bound first, cell after cell. An error in a metrics cell lets the later
+    cells run and is raised at the end, with the names bound on its `job_namespace` attribute
+    (a failed gate still has metrics and a model to record); any other error stops the job.
+    """
+    import ast
+    import builtins
+    import dataclasses
+
+    path = Path(__file__).with_name(JOB_MODULE)
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    chunks = [(e[0], e[1], e[4]) for e in source_map().get(JOB_MODULE, [])]
+    # (the cell's role, its statements), in order
+    groups: list[tuple[str | None, list[ast.stmt]]] = []
+    last = None
+    for statement in tree.body:
+        key = next(
+            (i for i, c in enumerate(chunks) if c[0] <= statement.lineno <= c[1]), None
+        )
+        if not groups or key != last:
+            groups.append((chunks[key][2] if key is not None else None, []))
+        groups[-1][1].append(statement)
+        last = key
+    namespace: dict[str, Any] = {
+        "__name__": "__main__",
+        "__builtins__": builtins,
+        "__package__": package,
+    }
+    if dataclasses.is_dataclass(params):
+        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    else:
+        values = dict(params)
+    namespace.update(values)
+    failed: Exception | None = None
+    for role, statements in groups:
+        module = ast.Module(body=statements, type_ignores=[])
+        code = compile(module, str(path), "exec", dont_inherit=True)
+        try:
+            exec(code, namespace)  # noqa: S102 - the package's own job code
+        except Exception as exc:
+            if role != "metrics":
+                # after a failed metrics cell, that failure is the run's: nothing to collect
+                if failed is not None:
+                    raise failed from None
+                raise
+            failed = failed or exc
+    if failed is not None:
+        try:
+            failed.job_namespace = _job_names(namespace)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            pass
+        raise failed
+    return _job_names(namespace)
+
+
+def _job_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not (k.startswith("__") and k.endswith("__"))
+    }
 
 
 def train_main(
