@@ -15,6 +15,9 @@ from typing import Any
 
 from nb2prod.runs.artifacts import save_model
 from nb2prod.runs.contract import describe_data, to_jsonable
+from nb2prod.runtime import UnloadableModelError, check_loadable, job_references
+
+__all__ = ["UnloadableModelError", "check_loadable", "collect", "collect_cell_source", "job_references"]
 
 OUTPUT_ENV = "NB2PROD_RUN_DIR"
 REPORT = "collected.json"
@@ -40,53 +43,6 @@ def _head(value: Any, n: int) -> Any:
         return value[:n]
     except Exception:
         return value
-
-
-JOB_MODULES = frozenset({"__main__", "__mp_main__"})  # where the job's own classes and functions live
-
-
-class UnloadableModelError(Exception):
-    """The model refers to a class or function that exists only in the job's namespace."""
-
-
-class _NullSink:
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-
-def job_references(value: Any) -> list[str]:
-    """Classes and functions of the job's own namespace (`__main__`) that pickling `value` refers
-    to by module and name: a saved model holding them cannot be loaded anywhere else."""
-    import pickle
-
-    found: list[str] = []
-
-    class Probe(pickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            kind = obj if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__") else type(obj)
-            if getattr(kind, "__module__", None) in JOB_MODULES:
-                name = getattr(kind, "__qualname__", repr(kind))
-                if name not in found:
-                    found.append(name)
-            return NotImplemented
-
-    try:
-        Probe(_NullSink(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-    except Exception:  # noqa: BLE001 - other problems are for the model's saver to report
-        pass
-    return found
-
-
-def check_loadable(model: Any, model_variable: str) -> None:
-    """Refuse a model that refers to the job's own classes or functions (see `job_references`)."""
-    names = job_references(model)
-    if names:
-        listed = ", ".join(f"`{n}`" for n in names)
-        raise UnloadableModelError(
-            f"the model {model_variable!r} refers to {listed}, defined in a train or metrics cell: a saved model "
-            "refers to it by module and name and it exists only while the job runs, so predict could not load "
-            f"the model; move {listed} to an `export` cell"
-        )
 
 
 def collect(

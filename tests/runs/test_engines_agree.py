@@ -112,6 +112,12 @@ def test_a_model_of_a_job_class_fails_the_run_in_both_engines(tmp_path: Path) ->
     assert result["status"] == ERRORED and result["error"] == "UnloadableModelError"
     assert result["role"] == "collect" and not result["model"]
     assert "`Wrapper`" in result["message"] and "export" in result["message"]
+    # the package's own command refuses it too, and saves nothing
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build_dir / "src"), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "job.train", "--output", str(tmp_path / "out")]
+    trained = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path / "project", timeout=300)
+    assert trained.returncode == 1 and "`Wrapper`" in trained.stderr and "Traceback" not in trained.stderr
+    assert not (tmp_path / "out" / "model.joblib").exists()
 
 
 def test_names_of_the_generated_code_are_free_for_the_notebook(tmp_path: Path) -> None:

@@ -29,6 +29,58 @@ def quality_gate_failed(message: Any) -> Any:
     raise QualityGateError(message)
 
 
+# where the job's own classes and functions live (train.run and papermill run it as __main__)
+JOB_MODULES = ("__main__", "__mp_main__")
+
+
+class UnloadableModelError(ValueError):
+    """The model refers to a class or function that exists only in the job's namespace."""
+
+
+class _NullSink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def job_references(value: Any) -> list[str]:
+    """Classes and functions of the job's own namespace (`__main__`) that pickling `value` refers
+    to by module and name: a saved model holding them cannot be loaded anywhere else."""
+    import pickle
+
+    found: list[str] = []
+
+    class Probe(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            by_name = isinstance(obj, type) or (
+                callable(obj) and hasattr(obj, "__qualname__")
+            )
+            kind = obj if by_name else type(obj)
+            if getattr(kind, "__module__", None) in JOB_MODULES:
+                name = getattr(kind, "__qualname__", repr(kind))
+                if name not in found:
+                    found.append(name)
+            return NotImplemented
+
+    try:
+        Probe(_NullSink(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    except Exception:  # noqa: BLE001 - other problems are for the model's saver
+        pass
+    return found
+
+
+def check_loadable(model: Any, model_variable: str) -> None:
+    """Refuse a model that refers to the job's own classes or functions."""
+    names = job_references(model)
+    if names:
+        listed = ", ".join(f"`{n}`" for n in names)
+        raise UnloadableModelError(
+            f"the model {model_variable!r} refers to {listed}, defined in a train or "
+            "metrics cell: a saved model refers to it by module and name and it exists "
+            "only while the job runs, so predict could not load the model; move "
+            f"{listed} to an `export` cell"
+        )
+
+
 class ParameterError(ValueError):
     """A parameter value that does not fit the parameter schema."""
 
@@ -353,6 +405,7 @@ def save_outputs(
     """Write the model, its sha256, the metrics and the parameters of a finished job."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
+    check_loadable(namespace[model_variable], model_variable)
     _, digest = save_model(namespace[model_variable], folder)
     metrics = to_jsonable(namespace.get("metrics") or {})
     (folder / "metrics.json").write_text(
@@ -539,9 +592,13 @@ def train_main(
             raise
         print(f"error: {describe_exception(exc, source_map())}", file=sys.stderr)
         return 1
-    saved = save_outputs(
-        options.get("output", "model"), namespace, model_variable, params.to_dict()
-    )
+    try:
+        saved = save_outputs(
+            options.get("output", "model"), namespace, model_variable, params.to_dict()
+        )
+    except UnloadableModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(
         json.dumps({"output": options.get("output", "model"), **saved}, sort_keys=True)
     )
