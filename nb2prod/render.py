@@ -87,7 +87,7 @@ def _annotation(parameter: Parameter) -> str:
 
 def _default_expr(parameter: Parameter) -> str:
     if isinstance(parameter.default, (list, dict)):
-        return f"dataclasses.field(default_factory=lambda: {_pyrepr(parameter.default)})"
+        return f"_dataclasses.field(default_factory=lambda: {_pyrepr(parameter.default)})"
     return _pyrepr(parameter.default)
 
 

@@ -33,14 +33,12 @@ _STORING_METHODS = frozenset({"append", "extend", "insert", "add", "update", "se
 class _Definition:
     name: str
     kind: str  # "class" | "function"
-    cell: "_JobCell"
+    cell: _JobCell
     line: int
     node: ast.AST
 
 
-def unloadable_model_findings(
-    notebook: Notebook, job_cells: Iterable["_JobCell"], model_variable: str
-) -> list[Finding]:
+def unloadable_model_findings(notebook: Notebook, job_cells: Iterable[_JobCell], model_variable: str) -> list[Finding]:
     """Errors for each class or function of a job cell that the model would refer to."""
     cells = list(job_cells)
     trees = []
@@ -141,10 +139,10 @@ def _statement_flows(statement: ast.stmt, definitions: dict[str, _Definition]) -
         if isinstance(call.func, ast.Attribute) and call.func.attr in _STORING_METHODS:
             root = _root(call.func.value)
             if root:
-                sources: set[str] = set()
+                stored: set[str] = set()
                 for argument in [*call.args, *(k.value for k in call.keywords)]:
-                    sources |= _sources(argument, definitions)
-                flows.append((root, sources))
+                    stored |= _sources(argument, definitions)
+                flows.append((root, stored))
     return flows
 
 

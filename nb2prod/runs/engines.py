@@ -407,7 +407,7 @@ def _python_failure(spec: JobSpec, exc: BaseException) -> Failure:
     return Failure(type(exc).__name__, message, ref, "".join(traceback.format_exception(exc)))
 
 
-def _locate_in_sourcemap(spec: JobSpec, frames: traceback.StackSummary) -> CellRef | None:
+def _locate_in_sourcemap(spec: JobSpec, frames: list[traceback.FrameSummary]) -> CellRef | None:
     """Map the innermost frame in a generated module to its notebook cell (`_sourcemap.json`)."""
     try:
         source_map = json.loads((spec.src_dir / spec.package / "_sourcemap.json").read_text())

@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
+from nbtest_helpers import cell, write_notebook
 
 from nb2prod import api
 from nb2prod.analysis.gates import gates_to_errors
 from nb2prod.runtime import QualityGateError, quality_gate_failed
-from nbtest_helpers import cell, write_notebook
 
 
 def run_gated(code: str, **names: object) -> dict:
     """Execute the rewritten code the way the job does (`_nb2prod` is the shipped runtime)."""
-    import nb2prod.runtime as runtime
+    from nb2prod import runtime
 
     namespace = {"_nb2prod": runtime, **names}
     exec(compile(gates_to_errors(code), "<metrics>", "exec"), namespace)  # noqa: S102 - test code

@@ -115,7 +115,9 @@ def test_a_model_of_a_job_class_fails_the_run_in_both_engines(tmp_path: Path) ->
     # the package's own command refuses it too, and saves nothing
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build_dir / "src"), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "job.train", "--output", str(tmp_path / "out")]
-    trained = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path / "project", timeout=300)
+    trained = subprocess.run(
+        command, check=False, capture_output=True, text=True, env=env, cwd=tmp_path / "project", timeout=300
+    )
     assert trained.returncode == 1 and "`Wrapper`" in trained.stderr and "Traceback" not in trained.stderr
     assert not (tmp_path / "out" / "model.joblib").exists()
 
@@ -124,6 +126,7 @@ def test_names_of_the_generated_code_are_free_for_the_notebook(tmp_path: Path) -
     """Parameters and train names like `dict`, `run`, `schema` built, then failed at import or train."""
     names = ["dict", "dataclasses", "field", "Params", "run", "main", "os", "Any", "PARAMETER_SCHEMA"]
     parameters = "\n".join(f"{name} = {i}  # a parameter" for i, name in enumerate(names, 1))
+    parameters += '\nfeatures = ["a"]  # a list after `dataclasses`\nsettings = {"k": 1}  # a dict'
     cells = [
         cell(parameters, "parameters"),
         cell(
@@ -141,11 +144,14 @@ def test_names_of_the_generated_code_are_free_for_the_notebook(tmp_path: Path) -
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build_dir / "src"), os.environ.get("PYTHONPATH", "")])}
     # the package's own command and its generated tests (import, parameters, train, predict)
     command = [sys.executable, "-m", "names.train", "--dict", "2", "--output", str(tmp_path / "out")]
-    trained = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path / "project", timeout=300)
+    trained = subprocess.run(
+        command, check=False, capture_output=True, text=True, env=env, cwd=tmp_path / "project", timeout=300
+    )
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["metrics"] == {"total": 46, "taken": 15}
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
