@@ -59,7 +59,7 @@ def chunk_shapes(roles: frozenset[str], has_test_functions: bool) -> list[tuple[
     if "export" in roles or "predict" in roles:
         shapes.append((0, True))
     if roles & {"train", "metrics"}:
-        shapes += [(4, True), (0, False)]
+        shapes.append((0, False))  # _job.py and job/train.ipynb hold the same code
     if "test" in roles:
         shapes.append((0 if has_test_functions else 4, True))
     return shapes
@@ -127,19 +127,16 @@ def plan_build(analysis: Analysis) -> Plan:
     if analysis.has_job:
         schema = {p.name: p.schema() for p in analysis.parameters}
         files.append(PlannedFile(f"{src}/params.py", "package/params.py.j2", {**base, "schema": schema}))
-        chunks = tuple(Chunk(next(keys), cell, cell.roled.primary_role or "train", 4) for cell in analysis.job_cells)
-        imports, package_imports, local_imports = split_imports(analysis.job_needs, analysis.job_bound, ".")
+        # the job's cells run at module level, in _job.py as in job/train.ipynb, with the same code
+        chunks = tuple(Chunk(next(keys), cell, job_role(cell), 0, in_module=False) for cell in analysis.job_cells)
         context = {
             **base,
-            "imports": imports,
-            "package_imports": package_imports,
-            "local_imports": local_imports,
+            "imports": analysis.job_needs.sorted_imports(),
+            "package_imports": analysis.job_needs.sorted_package(),
         }
-        files.append(PlannedFile(f"{src}/train.py", "package/train.py.j2", context, chunks))
-        job_chunks = tuple(
-            Chunk(next(keys), cell, cell.roled.primary_role or "train", 0, in_module=False)
-            for cell in analysis.job_cells
-        )
+        files.append(PlannedFile(f"{src}/_job.py", "package/job.py.j2", context, chunks))
+        files.append(PlannedFile(f"{src}/train.py", "package/train.py.j2", base))
+        job_chunks = tuple(Chunk(next(keys), cell, job_role(cell), 0, in_module=False) for cell in analysis.job_cells)
         files.append(PlannedFile("job/train.ipynb", None))
     predict_chunks = tuple(Chunk(next(keys), cell, "predict", 0) for cell in analysis.predict_cells)
     context = {
@@ -241,6 +238,8 @@ def split_imports(
         if moved:
             local.append(f"from {package_prefix}{module} import {', '.join(moved)}")
     return module_level, tuple(package), tuple(local)
+
+
 SERVE_DISTRIBUTIONS = ("fastapi", "uvicorn", "httptools", "uvloop")  # uvicorn uses the last two when present
 
 
@@ -262,6 +261,12 @@ def shipped_serve_files() -> tuple[str, ...]:
 
     folder = Path(__file__).with_name("serve") / "shipped"
     return tuple(sorted(p.name for p in folder.glob("*.py")))
+
+
+def job_role(cell: CodeCell) -> str:
+    """A job cell's role in the source map: `metrics` when it has that role (the engines keep
+    running the job after a failing metrics cell, so the failure and the metrics are recorded)."""
+    return "metrics" if "metrics" in cell.roles else "train"
 
 
 def _names_in(expression: str | None) -> set[str]:

@@ -86,7 +86,7 @@ def _annotation(parameter: Parameter) -> str:
 
 def _default_expr(parameter: Parameter) -> str:
     if isinstance(parameter.default, (list, dict)):
-        return f"dataclasses.field(default_factory=lambda: {escape.py_literal(parameter.default)})"
+        return f"_dataclasses.field(default_factory=lambda: {escape.py_literal(parameter.default)})"
     return escape.py_literal(parameter.default)
 
 

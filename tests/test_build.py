@@ -43,7 +43,7 @@ def test_build_writes_the_layout(small_notebook: Path, tmp_path: Path) -> None:
     assert manifest["parameters"]["scale"] == {"type": "float", "default": 2.0, "help": "multiplier", "nullable": False}
     assert manifest["source"]["sha256"] == __import__("hashlib").sha256(small_notebook.read_bytes()).hexdigest()
     placed = {(p["file"], p["cell"]) for p in manifest["placements"]}
-    assert ("src/small/core.py", 1) in placed and ("src/small/train.py", 2) in placed
+    assert ("src/small/core.py", 1) in placed and ("src/small/_job.py", 2) in placed
 
 
 def test_default_output_is_beside_the_notebook(small_notebook: Path) -> None:
@@ -131,7 +131,7 @@ def test_check_fresh_stale_and_errors(small_notebook: Path, tmp_path: Path) -> N
     data["cells"][2]["source"] = "values = [grow(i) for i in range(n)]\nmodel = min(values)"
     small_notebook.write_text(json.dumps(data))
     result = api.check(small_notebook, output=out)
-    assert result.stale and any("train.py" in r for r in result.reasons)
+    assert result.stale and any("_job.py" in r for r in result.reasons)
     data["cells"][2]["source"] = "model = undefined_thing"
     small_notebook.write_text(json.dumps(data))
     result = api.check(small_notebook, output=out)

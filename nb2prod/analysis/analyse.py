@@ -14,7 +14,9 @@ from nb2prod.analysis.effects import Effect
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names
 from nb2prod.analysis.parameters import Parameter, ParameterError, parse_parameters
+from nb2prod.analysis.picklable import unloadable_model_findings
 from nb2prod.analysis.requirements import Requirement, infer_requirements
+from nb2prod.analysis.shadowing import shadowing_findings
 from nb2prod.config import Config
 from nb2prod.errors import Finding
 from nb2prod.notebook import Notebook
@@ -178,6 +180,7 @@ class _Analyser:
         self.findings.extend(role_notes)
         dist = distribution_name(self.config.name or self.notebook.path.stem)
         package = package_name(dist)
+        self.findings.extend(shadowing_findings(self.notebook, dist, package, bool(self.config.name)))
         tagged = [c for c in self.cells if c.cell.cell_type == "code" and c.roles and "skip" not in c.roles]
         for roled in tagged:
             code_cell = self._prepare(roled, tagged_cell=True)
@@ -240,6 +243,7 @@ class _Analyser:
         self._check_function_scoping(job_cells, job_bound, test_cells)
         self._check_exported_globals(modules, job_cells)
         self._check_model_and_predict(job_cells, predict_cells)
+        self.findings.extend(unloadable_model_findings(self.notebook, job_cells, self.config.model_variable))
         example_inputs, fit_inputs, example_names = (
             self._example_inputs(job_cells, test_cells, modules, test_needs) if job_cells else (None, None, ())
         )

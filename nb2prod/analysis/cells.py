@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from nb2prod import __version__
 from nb2prod.analysis.effects import Effect, cell_effects
+from nb2prod.analysis.gates import gates_to_errors
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
 
-CACHE_VERSION = 5  # bump when PreparedCell changes
+CACHE_VERSION = 6  # bump when PreparedCell, or what goes into it, changes
 # Findings that depend on the process (its stack, recursion limit, memory), not on the code alone.
 ENVIRONMENT_DEPENDENT = frozenset({"too-complex"})
 
@@ -145,25 +146,6 @@ def _prepare(code: str, roles: frozenset[str], tagged: bool) -> PreparedCell:
         hoisted,
         effects,
     )
-
-
-def gates_to_errors(code: str) -> str:
-    """Top-level `assert`s of metrics cells become quality gates that also hold under `python -O`."""
-    tree = ast.parse(code)
-    lines = code.split("\n")
-    for node in reversed(tree.body):
-        if not isinstance(node, ast.Assert):
-            continue
-        test = ast.get_source_segment(code, node.test) or ast.unparse(node.test)
-        test = ast.unparse(node.test) if "\n" in test else test
-        message = (
-            ast.unparse(node.msg) if node.msg is not None else repr(f"quality gate failed: {ast.unparse(node.test)}")
-        )
-        indent = " " * node.col_offset
-        replacement = f"{indent}if not ({test}): raise _nb2prod.QualityGateError({message})"
-        span = (node.end_lineno or node.lineno) - node.lineno + 1
-        lines[node.lineno - 1 : node.lineno - 1 + span] = [replacement] + [""] * (span - 1)
-    return "\n".join(lines)
 
 
 def cache_path(code: str, roles: frozenset[str], tagged: bool) -> Path:

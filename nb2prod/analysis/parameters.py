@@ -11,6 +11,8 @@ from typing import Any
 SCALAR_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 CONTAINER_TYPES = {"list": list, "dict": dict}
 
+PARAMS_METHODS = frozenset({"schema", "from_dict", "to_dict"})  # methods of the generated Params class
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -63,6 +65,12 @@ def parse_parameters(code: str, cell_index: int) -> list[Parameter]:
         if name.startswith("_"):
             raise ParameterError(
                 f"parameter name {name!r} starts with an underscore, which nb2prod keeps for generated code", line
+            )
+        if name in PARAMS_METHODS:
+            raise ParameterError(
+                f"parameter name {name!r} is taken by the generated `Params.{name}` method, so the parameter would "
+                f"hide it; rename the parameter (e.g. {name + '_value'!r})",
+                line,
             )
         try:
             default = ast.literal_eval(value)

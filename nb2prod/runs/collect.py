@@ -15,6 +15,9 @@ from typing import Any
 
 from nb2prod.runs.artifacts import save_model
 from nb2prod.runs.contract import describe_data, population_expression, to_jsonable
+from nb2prod.runtime import UnloadableModelError, check_loadable, job_references
+
+__all__ = ["UnloadableModelError", "check_loadable", "collect", "collect_cell_source", "job_references"]
 
 OUTPUT_ENV = "NB2PROD_RUN_DIR"
 REPORT = "collected.json"
@@ -43,7 +46,7 @@ def _head(value: Any, n: int) -> Any:
 
 
 def collect(
-    namespace: dict[str, Any],
+    namespace: dict[str, Any] | None,
     out_dir: str | os.PathLike[str] | None = None,
     model_variable: str = "model",
     contract_expression: str | None = None,
@@ -51,10 +54,15 @@ def collect(
     inputs_expression: str | None = None,
     package: str | None = None,
 ) -> None:
-    """Save model, metrics and contract from `namespace` into `out_dir` (default: $NB2PROD_RUN_DIR).
+    """Save model, metrics and contract from `namespace` (None: `__main__`'s) into `out_dir`
+    (default: $NB2PROD_RUN_DIR).
 
     Expressions are evaluated over the job's names, then the package's exported names (`__all__`).
     """
+    if namespace is None:  # in the papermill kernel: its `__main__` holds what the cells bound
+        import sys
+
+        namespace = vars(sys.modules["__main__"])
     out = Path(out_dir if out_dir is not None else os.environ[OUTPUT_ENV])
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"metrics": None, "model": None, "contract": None, "predict_inputs": None, "problems": []}
@@ -109,6 +117,7 @@ def collect(
     )
 
     if model_variable in namespace:
+        check_loadable(namespace[model_variable], model_variable)
         probe = _head(fitted, PROBE_ROWS) if fitted is not None else None
         artifact = save_model(namespace[model_variable], out, model_variable, probe=probe, fmt=model_format)
         report["model"] = asdict(artifact)
@@ -130,7 +139,7 @@ def collect_cell_source(
         "# nb2prod: save the model, metrics and input contract of this run into the run folder\n"
         "from nb2prod.runs.collect import collect as _nb2prod_collect\n\n"
         "_nb2prod_collect(\n"
-        "    globals(),\n"
+        "    None,  # the kernel's namespace (the job may have bound `globals` to something else)\n"
         f"    model_variable={model_variable!r},\n"
         f"    contract_expression={contract_expression!r},\n"
         f"    model_format={model_format!r},\n"

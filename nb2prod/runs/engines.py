@@ -27,6 +27,7 @@ COLLECT_TAG = "nb2prod-collect"
 GATE_ERRORS = ("AssertionError", "QualityGateError")
 EXECUTED_NOTEBOOK = "notebook.ipynb"
 LOG_FILE = "output.log"
+JOB_MODULE = "_job.py"  # the job's cells at module level in the generated package
 
 
 @dataclass(frozen=True)
@@ -117,17 +118,17 @@ def _strip_ansi(text: str) -> str:
 
 
 def _error_line(traceback_lines: list[str]) -> int | None:
-    """The line inside the cell where the error was raised, from IPython's traceback text."""
+    """The line of the failing cell that was executing when the error was raised (its outermost
+    frame in IPython's traceback text; later frames may be in functions of other cells)."""
     import re
 
-    line = None
     for chunk in traceback_lines:
         clean = _strip_ansi(chunk)
         if "Cell In[" in clean or "<ipython-input" in clean:
             found = re.search(r"line (\d+)", clean)
             if found:
-                line = int(found.group(1))
-    return line
+                return int(found.group(1))
+    return None
 
 
 def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> EngineOutcome:
@@ -283,9 +284,9 @@ def _failure_from_notebook(spec: JobSpec, path: Path, job_cells: int) -> tuple[s
 def _notebook_line(spec: JobSpec, cell_index: int | None, job_source: str, job_line: int | None) -> int | None:
     """Translate a line of a job cell into a line of its notebook cell.
 
-    The job cell holds the same code as the cell's chunk in train.py (one indent level less), so
-    the line goes through train.py's entry in `_sourcemap.json`. When the two differ, no line is
-    reported rather than a wrong one.
+    The job cell holds the same code as the cell's chunk in `_job.py`, so the line goes through
+    `_job.py`'s entry in `_sourcemap.json`. When the two differ, no line is reported rather than
+    a wrong one.
     """
     import textwrap
 
@@ -293,10 +294,10 @@ def _notebook_line(spec: JobSpec, cell_index: int | None, job_source: str, job_l
         return None
     try:
         source_map = json.loads((spec.src_dir / spec.package / "_sourcemap.json").read_text())
-        train_lines = (spec.src_dir / spec.package / "train.py").read_text().splitlines()
+        train_lines = (spec.src_dir / spec.package / JOB_MODULE).read_text().splitlines()
     except (OSError, ValueError):
         return None
-    for entry in source_map.get("train.py", []):
+    for entry in source_map.get(JOB_MODULE, []):
         try:
             start, end, cell, _cell_id, _role, lines = entry
         except (TypeError, ValueError):
@@ -392,10 +393,12 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
             except BaseException as exc:  # noqa: BLE001 - everything the job raises is recorded
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                namespace = getattr(exc, "namespace", None) or _namespace_at_failure(exc, train_module.run)
-                gate = gate_error is not None and isinstance(exc, gate_error)
+                namespace = getattr(exc, "job_namespace", None)
+                failure = _python_failure(spec, exc)
+                gate = (gate_error is not None and isinstance(exc, gate_error)) or (
+                    failure.cell is not None and failure.cell.role == "metrics" and type(exc).__name__ in GATE_ERRORS
+                )
                 status = FAILED_GATE if gate else ERRORED
-                failure = _python_failure(spec, exc, gate)
             t_collect = time.perf_counter()
             if namespace is not None:
                 try:
@@ -430,36 +433,20 @@ def _params_object(package: str, params: dict[str, Any]) -> Any:
     return cls(**params) if cls is not None else dict(params)
 
 
-def _python_failure(spec: JobSpec, exc: BaseException, gate: bool) -> Failure:
-    """Name the notebook cell the error came from, through the package's source map."""
-    ref: CellRef | None = None
+def _python_failure(spec: JobSpec, exc: BaseException) -> Failure:
+    """Name the job cell that was executing when the error was raised, as the papermill engine
+    does: the outermost frame in `_job.py`, through the package's source map."""
     frames = traceback.extract_tb(exc.__traceback__)
-    cell_info = _locate_in_sourcemap(spec, frames)
-    if cell_info is not None:
-        ref = cell_info
-    if gate and (ref is None or ref.role is None):
-        ref = (
-            CellRef(role="metrics")
-            if ref is None
-            else CellRef(ref.job_cell, ref.cell_id, "metrics", ref.notebook, ref.notebook_cell, ref.line)
-        )
+    job_file = str(spec.src_dir / spec.package / JOB_MODULE)
+    job_frames = [f for f in frames if str(f.filename) == job_file]
+    ref = _locate_in_sourcemap(spec, job_frames[:1]) if job_frames else None
+    if ref is None:  # raised before the job's code ran
+        ref = _locate_in_sourcemap(spec, frames)
     message = str(exc) or "(no message)"
-    name = type(exc).__name__
-    return Failure(name, message, ref, "".join(traceback.format_exception(exc)))
+    return Failure(type(exc).__name__, message, ref, "".join(traceback.format_exception(exc)))
 
 
-def _namespace_at_failure(exc: BaseException, run: Any) -> dict[str, Any] | None:
-    """The local names of `run` when it raised: a failed gate still records metrics and model."""
-    code = getattr(run, "__code__", None)
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code is code:
-            return dict(tb.tb_frame.f_locals)
-        tb = tb.tb_next
-    return None
-
-
-def _locate_in_sourcemap(spec: JobSpec, frames: traceback.StackSummary) -> CellRef | None:
+def _locate_in_sourcemap(spec: JobSpec, frames: list[traceback.FrameSummary]) -> CellRef | None:
     """Map the innermost frame in a generated module to its notebook cell (`_sourcemap.json`)."""
     try:
         source_map = json.loads((spec.src_dir / spec.package / "_sourcemap.json").read_text())

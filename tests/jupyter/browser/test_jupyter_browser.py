@@ -108,7 +108,7 @@ def test_tag_a_cell_export_and_find_the_package_on_disk(page, lab: Lab, artifact
     assert (output / "nb2prod.json").is_file()
     for name in files:
         assert (output / name).is_file(), name
-    train_source = (output / "src" / "fraud_detection" / "train.py").read_text()
+    train_source = (output / "src" / "fraud_detection" / "_job.py").read_text()
     assert "RandomForestClassifier" in train_source
 
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()

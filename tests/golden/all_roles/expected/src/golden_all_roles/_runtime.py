@@ -28,6 +28,64 @@ class QualityGateError(AssertionError):
     """A metrics gate of the notebook failed; the run must not be promoted."""
 
 
+def quality_gate_failed(message: Any) -> Any:
+    """Raise QualityGateError: an `assert` of a metrics cell that shares its line with
+    another statement becomes `(TEST) or _nb2prod.quality_gate_failed(MESSAGE)`."""
+    raise QualityGateError(message)
+
+
+# where the job's own classes and functions live (train.run and papermill run it as __main__)
+JOB_MODULES = ("__main__", "__mp_main__")
+
+
+class UnloadableModelError(ValueError):
+    """The model refers to a class or function that exists only in the job's namespace."""
+
+
+class _NullSink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def job_references(value: Any) -> list[str]:
+    """Classes and functions of the job's own namespace (`__main__`) that pickling `value` refers
+    to by module and name: a saved model holding them cannot be loaded anywhere else."""
+    import pickle
+
+    found: list[str] = []
+
+    class Probe(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            by_name = isinstance(obj, type) or (
+                callable(obj) and hasattr(obj, "__qualname__")
+            )
+            kind = obj if by_name else type(obj)
+            if getattr(kind, "__module__", None) in JOB_MODULES:
+                name = getattr(kind, "__qualname__", repr(kind))
+                if name not in found:
+                    found.append(name)
+            return NotImplemented
+
+    try:
+        Probe(_NullSink(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    except Exception:  # noqa: BLE001 - other problems are for the model's saver
+        pass
+    return found
+
+
+def check_loadable(model: Any, model_variable: str) -> None:
+    """Refuse a model that refers to the job's own classes or functions."""
+    names = job_references(model)
+    if names:
+        listed = ", ".join(f"`{n}`" for n in names)
+        raise UnloadableModelError(
+            f"the model {model_variable!r} refers to {listed}, defined in a train or "
+            "metrics cell: a saved model refers to it by module and name and it exists "
+            "only while the job runs, so predict could not load the model; move "
+            f"{listed} to an `export` cell"
+        )
+
+
 class ParameterError(ValueError):
     """A parameter value that does not fit the parameter schema."""
 
@@ -886,6 +944,7 @@ def save_outputs(
     """Write the model, its sha256, the metrics and the parameters of a finished job."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
+    check_loadable(namespace[model_variable], model_variable)
     _, digest = save_model(namespace[model_variable], folder)
     metrics = to_jsonable(namespace.get("metrics") or {})
     (folder / "metrics.json").write_text(
@@ -1013,6 +1072,74 @@ class working_directory:
             os.chdir(self.before)
 
 
+JOB_MODULE = "_job.py"
+
+
+def run_job(package: str, params: Any) -> dict[str, Any]:
+    """Execute the job's cells (`_job.py` beside this module) at module level and return the
+    names they bound, as papermill runs job/train.ipynb: in a fresh namespace named `__main__`,
+    with the parameters bound first, cell after cell. An error in a metrics cell lets the later
+    cells run and is raised at the end, with the names bound on its `job_namespace` attribute
+    (a failed gate still has metrics and a model to record); any other error stops the job.
+    """
+    import ast
+    import builtins
+    import dataclasses
+
+    path = Path(__file__).with_name(JOB_MODULE)
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    chunks = [(e[0], e[1], e[4]) for e in source_map().get(JOB_MODULE, [])]
+    # (the cell's role, its statements), in order
+    groups: list[tuple[str | None, list[ast.stmt]]] = []
+    last = None
+    for statement in tree.body:
+        key = next(
+            (i for i, c in enumerate(chunks) if c[0] <= statement.lineno <= c[1]), None
+        )
+        if not groups or key != last:
+            groups.append((chunks[key][2] if key is not None else None, []))
+        groups[-1][1].append(statement)
+        last = key
+    namespace: dict[str, Any] = {
+        "__name__": "__main__",
+        "__builtins__": builtins,
+        "__package__": package,
+    }
+    if dataclasses.is_dataclass(params):
+        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    else:
+        values = dict(params)
+    namespace.update(values)
+    failed: Exception | None = None
+    for role, statements in groups:
+        module = ast.Module(body=statements, type_ignores=[])
+        code = compile(module, str(path), "exec", dont_inherit=True)
+        try:
+            exec(code, namespace)  # noqa: S102 - the package's own job code
+        except Exception as exc:
+            if role != "metrics":
+                # after a failed metrics cell, that failure is the run's: nothing to collect
+                if failed is not None:
+                    raise failed from None
+                raise
+            failed = failed or exc
+    if failed is not None:
+        try:
+            failed.job_namespace = _job_names(namespace)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            pass
+        raise failed
+    return _job_names(namespace)
+
+
+def _job_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not (k.startswith("__") and k.endswith("__"))
+    }
+
+
 def train_main(
     argv: Sequence[str] | None,
     run: Any,
@@ -1057,7 +1184,11 @@ def train_main(
             raise
         print(f"error: {describe_exception(exc, source_map())}", file=sys.stderr)
         return 1
-    saved = save_outputs(output, namespace, model_variable, params.to_dict())
+    try:
+        saved = save_outputs(output, namespace, model_variable, params.to_dict())
+    except UnloadableModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"output": output, **saved}, sort_keys=True))
     return 0
 
