@@ -17,7 +17,7 @@ from nb2prod import __version__
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import CellNames, analyse_names, blank_lines, drop_display_calls, drop_display_statements
 
-CACHE_VERSION = 2  # bump when PreparedCell changes
+CACHE_VERSION = 3  # bump when PreparedCell changes (3: environment-dependent failures are no longer stored)
 # Findings that depend on the process (its stack, recursion limit, memory), not on the code alone.
 ENVIRONMENT_DEPENDENT = frozenset({"too-complex"})
 
