@@ -165,3 +165,20 @@ def test_the_generated_package_serves_the_same_scores(fraud_runs, tmp_path):
     assert code in (0, -signal.SIGTERM) and "Traceback" not in "".join(server.lines)
     logged = [json.loads(line) for p in sorted((tmp_path / "log").iterdir()) for line in p.read_text().splitlines()]
     assert [r["id"] for r in logged] == served.json["ids"]
+
+
+def test_workers_are_processes_each_with_its_own_model(fraud_runs):
+    server = Process([sys.executable, "-m", "nb2prod", "serve", str(fraud_runs.store), "--port", "0", "--workers", "2"])
+    try:
+        port = server.port()
+        deadline = time.monotonic() + 300
+        while "".join(server.lines).count("serving run ") < 2:  # one line per worker process
+            assert time.monotonic() < deadline and server.proc.poll() is None, "".join(server.lines)
+            time.sleep(0.2)
+        answers = [call(port, "POST", "/predict", {"instances": [TRANSACTION]}) for _ in range(6)]
+        assert {a.status for a in answers} == {200} and len({a.json["predictions"][0] for a in answers}) == 1
+        assert call(port, "GET", "/metadata").json["workers"] == 2
+    finally:
+        code = server.stop()
+    assert code in (0, -signal.SIGTERM) and "Traceback" not in "".join(server.lines)
+    assert "with 2 workers" in "".join(server.lines)
