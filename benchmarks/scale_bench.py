@@ -322,8 +322,7 @@ them out (for dask and spark it serialises each as Arrow IPC, a few MB per 100,0
 worker checks, predicts and writes its own part, so on a cluster the work per worker is the
 single-process rate above divided among workers, plus a fixed start-up (the cluster's start, and
 each worker loading and verifying the model once). The driver's share is reading the input and
-sending chunks: on these figures it is a small fraction of the local engine's time per row, so one
-driver can feed roughly that many times more workers before it is the bottleneck; past that, split
+sending chunks (it was not timed apart here); once it, not the workers, is the bottleneck, split
 the input into parquet parts and run one job per part. On 2 cores, dask's and spark's 2 workers
 compete with the driver and with each other for the same 2 cores, so they cannot beat the local
 engine here by much; their gain shows with cores the driver does not need. Memory: the local
