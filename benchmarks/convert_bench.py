@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -114,7 +113,7 @@ class NotebookGenerator:
         tail = 7  # features list, train, metrics, predict, its example call, final test, final exploration
         body = max(0, self.n_cells - len(self.cells) - tail)
         seen_magic = {"matplotlib": False}
-        for i in range(body):
+        for _ in range(body):
             index = len(self.cells)
             draw = self.rng.random()
             if draw < 0.20:
@@ -660,7 +659,7 @@ class Bench:
             raise CommandFailed("the warm rebuild did not write the edited cell into the package")
 
         # Check of the unchanged (last built) notebook: must say up to date.
-        for rep in range(self.repeat):
+        for _rep in range(self.repeat):
             run = run_once([self.nb2prod, "check", str(nb.path), "-o", str(last_output)], env=env, cwd=folder)
             timings["check"].add(run)
         self.log(f"  warm {timings['warm'].median:.3f}s  check {timings['check'].median:.3f}s")

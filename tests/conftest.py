@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import SMALL_CELLS, cell, write_notebook
 
 # The golden trees hold generated packages, tests included; they are data, not tests of nb2prod.

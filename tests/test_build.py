@@ -9,8 +9,8 @@ from pathlib import Path
 
 import black
 import pytest
-
 from nbtest_helpers import EXAMPLES, FIXTURES, cell, write_notebook
+
 from nb2prod import api
 from nb2prod.errors import NotebookErrors, OutputConflict
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import FIXTURES, cell, write_notebook
 
 

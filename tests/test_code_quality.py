@@ -17,7 +17,9 @@ SOURCES = ["nb2prod", "tests", "benchmarks", "examples"]
     "command",
     [
         pytest.param([sys.executable, "-m", "black", "--check", "--quiet", *SOURCES], id="black"),
-        pytest.param([sys.executable, "-m", "black", "--check", "--quiet", "-l", "88", "nb2prod/runtime.py"], id="black-shipped"),
+        pytest.param(
+            [sys.executable, "-m", "black", "--check", "--quiet", "-l", "88", "nb2prod/runtime.py"], id="black-shipped"
+        ),
         pytest.param([sys.executable, "-m", "ruff", "check", "--quiet", *SOURCES], id="ruff"),
         pytest.param([sys.executable, "-m", "mypy"], id="mypy"),
     ],

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nbtest_helpers import cell, write_notebook
 
 from nb2prod import api
 from nb2prod.errors import InputError, NotebookErrors
-from nbtest_helpers import cell, write_notebook
 
 CELLS = [
     cell("def load_points():\n    return [1, 2, 3]", cell_id="helpers"),

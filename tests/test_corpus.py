@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nbtest_helpers import cell, write_notebook
+
 from nb2prod.cli import main
 
 CHECKOUT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import EXAMPLES, ROOT
+
 from nb2prod import api
 
 pytestmark = pytest.mark.e2e

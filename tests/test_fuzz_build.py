@@ -14,11 +14,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from generated_checks import assert_every_file_parses, assert_strings_read_back, tree
 from hypothesis import HealthCheck, Phase, event, given, seed, settings
 from hypothesis import strategies as st
-
-from generated_checks import assert_every_file_parses, assert_strings_read_back, tree
 from nbtest_helpers import cell, write_notebook
+
 from nb2prod import api
 from nb2prod.errors import InputError, NotebookErrors
 

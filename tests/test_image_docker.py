@@ -456,7 +456,9 @@ def test_a_failing_build_is_one_sentence_and_exit_2(toy_dir: Path, docker_client
     assert lines[0].startswith(f"error: the image build of {broken} failed: ")
     assert "returned a non-zero code" in lines[0]
     assert lines[0].endswith("; last output: RuntimeError: broken on import")
-    with pytest.raises(Exception):
+    from docker.errors import ImageNotFound
+
+    with pytest.raises(ImageNotFound):
         docker_client.images.get(f"nb2prod-test/broken:{RUN_ID}")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nb2prod.errors import InputError
 from nb2prod.deploy.image import ImageContext, docker_quote, render_image_files
+from nb2prod.errors import InputError
 
 
 def make_ctx(**changes) -> ImageContext:

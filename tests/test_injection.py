@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from generated_checks import assert_every_file_parses, assert_strings_read_back, tree
 from nbtest_helpers import cell, write_notebook
+
 from nb2prod import api, escape, render
 from nb2prod.errors import InputError
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from nb2prod.errors import InputError
 from nb2prod.deploy.cluster_manifests import (
     ManifestContext,
     Parameter,
@@ -19,6 +18,7 @@ from nb2prod.deploy.cluster_manifests import (
     parse_grid,
     render_manifest_files,
 )
+from nb2prod.errors import InputError
 
 PARAMS = (
     Parameter("n_estimators", "int", 100, "number of trees"),

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import FIXTURES, cell, write_notebook
+
 from nb2prod.errors import InputError
 from nb2prod.notebook import read_notebook
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nbtest_helpers import FIXTURES, cell, write_notebook
+
 from nb2prod.notebook import read_notebook
 from nb2prod.roles import resolve_roles
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
+from generated_checks import tree
 from nbtest_helpers import EXAMPLES
+
 from nb2prod import api
 from nb2prod.validate import FileProblem, check_file, check_files, culprit
-
-from generated_checks import tree
 
 
 def test_every_file_of_a_real_build_passes(tmp_path) -> None:

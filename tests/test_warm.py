@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import cell, write_notebook
+
 from nb2prod import api
 from nb2prod.notebook import read_notebook
 from nb2prod.roles import resolve_roles

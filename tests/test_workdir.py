@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from nbtest_helpers import cell, write_notebook
 
 from nb2prod import api
 from nb2prod.errors import InputError
-from nbtest_helpers import cell, write_notebook
 
 CELLS = [
     cell('data_path = "data/points.csv"  # the points, relative to the working directory', "parameters"),

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import cell, write_notebook
+
 from nb2prod import api
 from nb2prod.writer import output_lock, recover_output
 

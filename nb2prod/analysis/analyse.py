@@ -8,9 +8,9 @@ import bisect
 import re
 from dataclasses import dataclass, field, replace
 
-from nb2prod.analysis.identifiers import distribution_name, module_name, package_name
 from nb2prod.analysis.cells import prepare_cell_cached
 from nb2prod.analysis.effects import Effect
+from nb2prod.analysis.identifiers import distribution_name, module_name, package_name
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names
 from nb2prod.analysis.parameters import Parameter, ParameterError, parse_parameters

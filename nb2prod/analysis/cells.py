@@ -10,8 +10,8 @@ import ast
 import hashlib
 import os
 import pickle
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from nb2prod import __version__
 from nb2prod.analysis.effects import Effect, cell_effects

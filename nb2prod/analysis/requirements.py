@@ -122,7 +122,7 @@ def infer_requirements(
             version = installed_version(distribution)
             spec = f"{key}=={version}" if version else key
             found[key] = Requirement(key, spec, f"import {module} (cell {cell_index + 1})")
-    for spec, cell_index, line in installs:
+    for spec, cell_index, _line in installs:
         name, constraint = _split_spec(spec)
         key = normalise(name)
         if not constraint:

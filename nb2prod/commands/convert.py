@@ -129,7 +129,7 @@ def check(
         report += [{"notebook": str(n), "ok": False, "error": exc.message} for n, exc in unreadable]
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        for notebook, exc in unreadable:
+        for _notebook, exc in unreadable:
             click.echo(f"error: {exc.message}", err=True)
         for notebook, result in results:
             for finding in result.findings:

@@ -53,7 +53,8 @@ def drift(
 
     Exit 0 when no column drifted, 1 when one did, 2 for bad input.
     """
-    from nb2prod.monitor import drift as compute, write_report
+    from nb2prod.monitor import drift as compute
+    from nb2prod.monitor import write_report
 
     report = compute(
         _open_store(store),

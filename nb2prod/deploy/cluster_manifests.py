@@ -14,8 +14,8 @@ text, so a notebook-derived name or value cannot add keys or documents.
 from __future__ import annotations
 
 import itertools
-import keyword
 import json
+import keyword
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nb2prod import __version__, escape
-from nb2prod.errors import InputError
 from nb2prod.deploy.image import RUNTIME_UID, check_dist_name, check_image_ref, check_version
+from nb2prod.errors import InputError
 
 ENTRYPOINT = ["/opt/venv/bin/python", "/opt/app/entrypoint.py"]
 RUNS_MOUNT = "/runs"

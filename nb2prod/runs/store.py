@@ -262,7 +262,7 @@ _READ_ONLY_DIR = _READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 def _freeze(folder: Path) -> None:
     """Files 0444, sub-folders 0555: a finished run is not edited in place by accident."""
-    for current, dirs, files in os.walk(folder, topdown=False):
+    for current, _dirs, files in os.walk(folder, topdown=False):
         for name in files:
             path = os.path.join(current, name)
             if not os.path.islink(path):
@@ -273,7 +273,7 @@ def _freeze(folder: Path) -> None:
 
 
 def _thaw(folder: Path) -> None:
-    for current, dirs, files in os.walk(folder):
+    for current, _dirs, files in os.walk(folder):
         os.chmod(current, 0o755)
         for name in files:
             path = os.path.join(current, name)

@@ -19,6 +19,8 @@ from nb2prod.runs.contract import find_fit_call, to_jsonable
 from nb2prod.runs.engines import JobSpec, run_papermill, run_python
 from nb2prod.runs.hashing import sha256_file, sha256_tree
 from nb2prod.runs.ids import utc_now_iso
+from nb2prod.runs.params import resolve_params
+from nb2prod.runs.provenance import data_inputs, git_info, installed_pins, platform_name, python_version
 from nb2prod.runs.record import (
     ERRORED,
     SUCCEEDED,
@@ -31,8 +33,6 @@ from nb2prod.runs.record import (
     Timings,
     record_from_dict,
 )
-from nb2prod.runs.params import resolve_params
-from nb2prod.runs.provenance import data_inputs, git_info, installed_pins, platform_name, python_version
 from nb2prod.runs.store import RunStore, StoredRun, file_digests, write_json
 
 ENGINES = ("papermill", "python")

@@ -105,9 +105,9 @@ def check_frame(
     frame: Any, contract: Any, first_row: int, ids: list[Any] | None
 ) -> tuple[list[int], list[BadRow], Counter[tuple[str, str]]]:
     """Positions of the bad rows in `frame`, what is wrong with each, and warning counts by (field, rule)."""
-    from nb2prod.runs.contract import validate_records
-
     import numpy as np
+
+    from nb2prod.runs.contract import validate_records
 
     names = [f.name for f in contract.fields if f.name in frame.columns]
     suspects = np.flatnonzero(_suspects(frame, contract))

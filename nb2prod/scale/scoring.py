@@ -190,16 +190,16 @@ def _numbers_from_csv_text(table: Any, contract: Any | None) -> Any:
 
     if contract is None:
         return table
-    for field in contract.fields:
-        if field.kind not in ("int", "float") or field.name not in table.column_names:
+    for item in contract.fields:
+        if item.kind not in ("int", "float") or item.name not in table.column_names:
             continue
-        index = table.column_names.index(field.name)
+        index = table.column_names.index(item.name)
         column = table.column(index)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
-        for target in (pa.int64(), pa.float64()) if field.kind == "int" else (pa.float64(),):
+        for target in (pa.int64(), pa.float64()) if item.kind == "int" else (pa.float64(),):
             try:
-                table = table.set_column(index, field.name, pc.cast(column, target))
+                table = table.set_column(index, item.name, pc.cast(column, target))
                 break
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
@@ -282,7 +282,9 @@ def _predict(loaded: Any, inputs: Any, source: str, first_row: int) -> list[Any]
                 try:
                     inputs[feature.name] = inputs[feature.name].astype(feature.dtype)
                 except (TypeError, ValueError) as exc:
-                    raise InputError(f"{source}: column {feature.name!r} cannot be read as {feature.dtype} ({exc}).")
+                    raise InputError(
+                        f"{source}: column {feature.name!r} cannot be read as {feature.dtype} ({exc})."
+                    ) from None
     try:
         result = loaded.predict_function(loaded.model, inputs)
     except Exception as exc:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import FIXTURES, cell, write_notebook
+
 from nb2prod.analysis.analyse import Analysis, analyse
 from nb2prod.analysis.names import analyse_names
 from nb2prod.config import load_config

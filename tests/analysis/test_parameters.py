@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from nbtest_helpers import cell, write_notebook
+
 from nb2prod import api
 from nb2prod.analysis.parameters import MAX_DEPTH, ParameterError, parse_parameters
 from nb2prod.errors import NotebookErrors

@@ -22,8 +22,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
-
 from nbtest_helpers import cell, write_notebook
+
 from nb2prod import api
 from nb2prod.errors import NotebookErrors
 from nb2prod.runs.engines import package_on_path

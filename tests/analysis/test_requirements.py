@@ -8,11 +8,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from nbtest_helpers import cell, write_notebook
 
 from nb2prod import api
 from nb2prod.analysis import requirements as reqs
 from nb2prod.errors import NotebookErrors
-from nbtest_helpers import cell, write_notebook
 
 
 def _inspect(tmp_path: Path, train: str, **config) -> dict[str, str]:

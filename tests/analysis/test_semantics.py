@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nbtest_helpers import FIXTURES, cell, write_notebook
+
 from nb2prod import api
 from nb2prod.errors import NotebookErrors
 from nb2prod.runs.record import SUCCEEDED

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from nb2prod.runs.artifacts import save_model
 from nb2prod.runs.contract import describe_data
 from nb2prod.runs.ids import utc_now_iso
-from nb2prod.runs.record import CellRef, Failure, RunManifest, Source, Timings, SUCCEEDED
+from nb2prod.runs.record import SUCCEEDED, CellRef, Failure, RunManifest, Source, Timings
 from nb2prod.runs.store import RunStore, StoredRun, file_digests, write_json
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import nbformat
 import papermill
+from nbtest_helpers import cell, write_notebook
 
 from nb2prod.runs.engines import ipc_kernel_manager, papermill_parameters_source
-from nbtest_helpers import cell, write_notebook
 
 from .conftest import cli
 

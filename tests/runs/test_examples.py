@@ -9,8 +9,8 @@ import pytest
 
 from nb2prod import api
 from nb2prod.runs.hashing import sha256_file
-from nb2prod.runs.record import SUCCEEDED, RunManifest
 from nb2prod.runs.predicting import predict_rows
+from nb2prod.runs.record import SUCCEEDED, RunManifest
 from nb2prod.runs.store import RunStore
 
 from .conftest import cli, copy_example

@@ -87,7 +87,7 @@ def link_file(run: StoredRun) -> str:
 
 
 def _thaw_tree(folder: Path) -> None:
-    for current, dirs, files in os.walk(folder):
+    for current, _dirs, _files in os.walk(folder):
         os.chmod(current, 0o755)
 
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from nbtest_helpers import cell, write_notebook
 
 from nb2prod.runs.predicting import positional_rows, read_rows
 from nb2prod.runs.record import Contract, Feature
-from nbtest_helpers import cell, write_notebook
 
 ARRAY = Contract("X", "ndarray", tuple(Feature(f"x{i}", "float64") for i in range(3)), 50)
 

@@ -6,15 +6,13 @@ import json
 
 from nb2prod.runs.aliases import AliasStore
 from nb2prod.runs.store import RunStore
-from nb2prod.scale import score, sweep
+from nb2prod.scale import score
 
 from .conftest import cli, read_scores, transactions
 
 
 def test_a_local_dask_cluster_scores_like_the_local_engine(fraud, data, expected, tmp_path):
-    local = score(
-        "production", data["parquet"], tmp_path / "local", store=fraud["store"], chunk_rows=1_500, id_column="txn_id"
-    )
+    score("production", data["parquet"], tmp_path / "local", store=fraud["store"], chunk_rows=1_500, id_column="txn_id")
     result = score(
         "production",
         data["parquet"],

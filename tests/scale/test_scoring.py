@@ -11,14 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from nb2prod.errors import InputError
 from nb2prod.scale import score
 from nb2prod.scale.output import MANIFEST, SUCCESS
 
-from .conftest import RAW_COLUMNS, cli, read_scores, transactions
+from .conftest import cli, read_scores, transactions
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv", "jsonl", "parts"])

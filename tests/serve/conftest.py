@@ -187,7 +187,7 @@ class LoadGenerator:
         """Seconds from `after` until the first answer from `run`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for moment, status, served in list(self.results):
+            for moment, _status, served in list(self.results):
                 if moment >= after and served == run:
                     return moment - after
             time.sleep(0.05)

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from nb2prod.errors import InputError
-from nb2prod.verify import verify
 from nbtest_helpers import EXAMPLES, cell, write_notebook
+
+from nb2prod.verify import verify
 
 # numpy, pandas and scikit-learn, like the examples: one clean environment serves every test
 TRAIN = (

@@ -9,9 +9,8 @@ import re
 import shutil
 from pathlib import Path
 
-from playwright.sync_api import expect
-
 from conftest import REPO, Lab
+from playwright.sync_api import expect
 
 FRAUD = REPO / "examples" / "fraud" / "fraud_detection.ipynb"
 BROKEN = REPO / "tests" / "fixtures" / "broken_dependency.ipynb"

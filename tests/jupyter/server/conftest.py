@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from pytest_jupyter.jupyter_server import *  # noqa: F401,F403  (fixtures and the async test hook)
 
 REPO = Path(__file__).resolve().parents[3]
