@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 from nbtest_helpers import cell, write_notebook
 
@@ -236,8 +236,11 @@ def test_a_successful_build_computes_what_the_notebook_computes(tmp_path_factory
     try:
         result = api.build(path)
     except NotebookErrors as refused:
-        assert any(f.severity == "error" and f.location is not None for f in refused.findings)
+        errors = [f for f in refused.findings if f.severity == "error"]
+        assert errors and all(f.location is not None for f in errors)
+        event(f"refused: {errors[0].code}")  # shown by --hypothesis-show-statistics
         return
+    event("built")
     out, package = Path(result.output_dir), result.package
     compared = _bound_names(cells[-1][0])
     for namespace in (_train_run_namespace(out, package), _job_notebook_namespace(out, package)):
