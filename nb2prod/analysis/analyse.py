@@ -406,27 +406,27 @@ class _Analyser:
             if binding.line in user.hoisted_lines:
                 needs.imports.add(binding.statement)
         for name, line in user.names.uses:
-            candidates = []
-            for binder, binding in self._binders(name):
+            candidates: list[tuple[CodeCell, ImportBinding | None, frozenset[str]]] = []
+            for binder, binder_import in self._binders(name):
                 roles = binder.roles & accepted
                 if not roles:
                     continue
                 if roles <= ORDERED_ROLES and binder.index > user.index:
                     continue
-                if binder.index == user.index and binding is None:
+                if binder.index == user.index and binder_import is None:
                     continue  # read before the cell binds it: the value comes from before the cell
-                candidates.append((binder, binding, roles))
+                candidates.append((binder, binder_import, roles))
             if candidates:
                 candidates.sort(
                     key=lambda c: (c[0].index > user.index, -c[0].index if c[0].index <= user.index else c[0].index)
                 )
-                binder, binding, roles = candidates[0]
+                binder, chosen, roles = candidates[0]
                 self._check_untagged_changes(user, role, name, binder, roles)
                 self._check_export_between_job_bindings(user, role, name, binder, roles)
-                if binding is not None:
+                if chosen is not None:
                     same_scope = role in JOB_ROLES and bool(binder.roles & JOB_ROLES)
-                    if not (same_scope and binding.line not in binder.hoisted_lines):
-                        needs.imports.add(binding.statement)
+                    if not (same_scope and chosen.line not in binder.hoisted_lines):
+                        needs.imports.add(chosen.statement)
                 elif "export" in roles and not (role == "export" and binder.roled.module == user.roled.module):
                     needs.package.add((binder.roled.module or "core", name))
                 elif role == "test" and roles & JOB_ROLES and binder.index != user.index:
@@ -445,7 +445,7 @@ class _Analyser:
         comes from in the notebook), nor from a standard-library module that does not export it."""
         if self._binders(name) or any(name in c.names.binds for c in self._untagged().values()):
             return []
-        found = []
+        found: list[str] = []
         for code_cell in self.code_cells.values():
             roles = code_cell.roles & accepted
             if not roles or (roles <= ORDERED_ROLES and code_cell.index > user.index):
@@ -665,7 +665,9 @@ class _Analyser:
         then mean something else than at the notebook's top level: `global NAME` in a def (it reaches
         the module, not the job's variable) and a class body reading a name it also assigns (it
         skips the function's variables). Both are refused rather than computed differently."""
-        groups = [(c, job_bound, next(r for r in ("train", "metrics") if r in c.roles)) for c in job_cells]
+        groups: list[tuple[CodeCell, frozenset[str] | set[str], str]] = [
+            (c, job_bound, next(r for r in ("train", "metrics") if r in c.roles)) for c in job_cells
+        ]
         groups += [(c, c.names.binds, "test") for c in test_cells if not c.has_test_functions]
         for code_cell, bound, role in groups:
             for name, line in code_cell.names.declared_global:

@@ -365,9 +365,9 @@ class _Finder:
                     self.aliases.pop(target.id, None)
             return
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                if alias.name != "*":
-                    bound = alias.asname or alias.name.split(".")[0]
+            for imported in node.names:
+                if imported.name != "*":
+                    bound = imported.asname or imported.name.split(".")[0]
                     self.bind(bound, "imports over it", node)
             return
         if isinstance(node, (ast.For, ast.AsyncFor)):

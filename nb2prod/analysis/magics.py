@@ -63,7 +63,7 @@ def clean_cell(code: str) -> CleanCode:
                     _classify(statement, node is tree, lines, original_lines, result)
     # magics left anywhere else (inside expressions not handled above) are escapes
     for node in ast.walk(ast.parse("\n".join(lines))):
-        if _magic_call(node) is not None:
+        if _magic_call(node) is not None and isinstance(node, (ast.expr, ast.stmt)):
             result.escapes.append((_original_line(original_lines, node.lineno), node.lineno))
             break
     result.code = "\n".join(lines)

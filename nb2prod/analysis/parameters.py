@@ -112,7 +112,7 @@ def _type_of(name: str, annotation: ast.expr | None, default: Any, line: int, co
     if annotation is None:
         if default is None:
             return "any", True
-        for type_name, python_type in (
+        for guessed, python_type in (
             ("bool", bool),
             ("int", int),
             ("float", float),
@@ -121,7 +121,7 @@ def _type_of(name: str, annotation: ast.expr | None, default: Any, line: int, co
             ("dict", dict),
         ):
             if isinstance(default, python_type):  # type: ignore[arg-type]
-                return type_name, False
+                return guessed, False
         return "any", False
     type_name, nullable = _annotation(annotation)
     if type_name is None:

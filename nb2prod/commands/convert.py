@@ -129,8 +129,8 @@ def check(
         report += [{"notebook": str(n), "ok": False, "error": exc.message} for n, exc in unreadable]
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        for _notebook, exc in unreadable:
-            click.echo(f"error: {exc.message}", err=True)
+        for _notebook, failure in unreadable:
+            click.echo(f"error: {failure.message}", err=True)
         for notebook, result in results:
             for finding in result.findings:
                 if finding.severity == "error":

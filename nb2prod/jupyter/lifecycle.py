@@ -150,7 +150,7 @@ def show_run(store: Path, ref: str) -> dict[str, Any]:
     found = run_store.get(ref)
     return {
         "aliases": AliasStore(run_store).aliases_of(found.run_id),
-        "modified_files": run_store.verify(found),
+        "modified_files": run_store.problems(found),
         **found.manifest.to_dict(),
     }
 

@@ -157,10 +157,10 @@ def convert_text(spec: ParameterSpec, text: str, place: str = "-p") -> Any:
                 return [convert_text(item_spec, item, place) for item in items]
             return items
         try:
-            value = yaml.safe_load(stripped) if stripped else None
+            loaded = yaml.safe_load(stripped) if stripped else None
         except yaml.YAMLError:
             raise wrong from None
-        return check_value(spec, value, place, shown=text)
+        return check_value(spec, loaded, place, shown=text)
     raise wrong
 
 

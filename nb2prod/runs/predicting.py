@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def read_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any] | list[Any]]
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg}).") from None
             if not isinstance(row, (dict, list)):
                 raise InputError(
@@ -136,15 +136,15 @@ class LoadedRun:
     predict_function: Callable[[Any, Any], Any]
     custom_predict: bool  # the notebook has a predict cell (else the model's own predict is called)
 
-    def shape(self, rows: list[dict[str, Any] | list[Any]]) -> Any:
+    def shape(self, rows: Sequence[dict[str, Any] | list[Any]]) -> Any:
         """Rows as the predict function takes them; ValueError names a missing or mistyped column."""
         manifest = self.run.manifest
-        rows = positional_rows(rows, manifest.predict_inputs if self.custom_predict else manifest.contract)
+        named = positional_rows(rows, manifest.predict_inputs if self.custom_predict else manifest.contract)
         if self.custom_predict or manifest.contract is None:
-            return _shape_for_custom_predict(rows, manifest.predict_inputs if self.custom_predict else None)
-        return rows_for_model(rows, manifest.contract)
+            return _shape_for_custom_predict(named, manifest.predict_inputs if self.custom_predict else None)
+        return rows_for_model(named, manifest.contract)
 
-    def predict_rows(self, rows: list[dict[str, Any] | list[Any]], source: str = "INPUT") -> list[Any]:
+    def predict_rows(self, rows: Sequence[dict[str, Any] | list[Any]], source: str = "INPUT") -> list[Any]:
         """One JSON-ready prediction per row; bad rows raise InputError naming `source`."""
         if not rows:
             return []
@@ -173,7 +173,7 @@ class LoadedRun:
 POSITIONAL_KINDS = ("ndarray", "sequence")
 
 
-def positional_rows(rows: list[dict[str, Any] | list[Any]], contract: Contract | None) -> list[dict[str, Any]]:
+def positional_rows(rows: Sequence[dict[str, Any] | list[Any]], contract: Contract | None) -> list[dict[str, Any]]:
     """Rows as objects of column values; positional rows (a JSON array, a CSV line) are named by
     the contract's features in order. For a model fitted on a bare array (features x0, x1, ...)
     an object with as many values as features, whatever its keys (a CSV header), is positional too.
@@ -247,7 +247,12 @@ def _fresh_bytecode() -> Iterator[None]:
 
 
 def predict_rows(
-    store: RunStore, ref: str, rows: list[dict[str, Any]], source: str = "INPUT", *, trust_pickle: bool = False
+    store: RunStore,
+    ref: str,
+    rows: Sequence[dict[str, Any] | list[Any]],
+    source: str = "INPUT",
+    *,
+    trust_pickle: bool = False,
 ) -> list[Any]:
     """One JSON-ready prediction per row, from the model of the run `ref` names."""
     return load_run(store, ref, trust_pickle=trust_pickle).predict_rows(rows, source)

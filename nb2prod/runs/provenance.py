@@ -56,7 +56,7 @@ def installed_pins() -> tuple[str, ...]:
             pins.setdefault(canonical, f"{canonical}=={parts[1]}")
     if not pins:  # an unusual layout (zipped eggs...): ask importlib.metadata
         for dist in metadata.distributions():
-            dist_name = dist.metadata.get("Name")
+            dist_name = dist.metadata["Name"]
             if dist_name:
                 canonical = re.sub(r"[-_.]+", "-", dist_name).lower()
                 pins.setdefault(canonical, f"{canonical}=={dist.version}")

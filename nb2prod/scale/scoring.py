@@ -432,7 +432,7 @@ def score(
         loads = {r.worker for r in results if r.load_s > 0}
         chunks_by_worker = Counter(r.worker for r in results)
         total_s = time.perf_counter() - t0
-        record = {
+        record: dict[str, Any] = {
             "nb2prod_version": __version__,
             "run_id": run.run_id,
             "alias": alias,

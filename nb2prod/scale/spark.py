@@ -56,7 +56,7 @@ def start(address: str | None, workers: int | None) -> SparkEngine:
     active = SparkSession.getActiveSession()
     master = address or f"local[{workers or os.cpu_count() or 2}]"
     if active is not None and (address is None or active.sparkContext.master == address):
-        return SparkEngine(active, False, active.sparkContext.master)
+        return SparkEngine(active, False, str(active.sparkContext.master))
     try:
         session = (
             SparkSession.builder.master(master)

@@ -256,7 +256,7 @@ def sweep(
     if promote_best:
         if best is None:
             raise InputError(f"no point passed its gates with a numeric {metric!r} metric: nothing to promote.")
-        promoted = AliasStore(request.store).promote(best.run_id, alias).to_dict()
+        promoted = AliasStore(request.store).promote(str(best.run_id), alias).to_dict()
     return SweepResult(
         build_dir=build.build_dir,
         store=request.store.root,

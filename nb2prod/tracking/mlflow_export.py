@@ -215,7 +215,8 @@ def _requirements(run: StoredRun) -> list[str]:
     except (OSError, ValueError):
         return []
     requirements = data.get("requirements") or []
-    return [str(r) for r in requirements if isinstance(r, str)] + ["skops"] * (run.manifest.model.format == "skops")
+    skops = run.manifest.model is not None and run.manifest.model.format == "skops"
+    return [str(r) for r in requirements if isinstance(r, str)] + (["skops"] if skops else [])
 
 
 def _log_model(mlflow: Any, run: StoredRun) -> Any:

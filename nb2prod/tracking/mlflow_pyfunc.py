@@ -11,7 +11,7 @@ import mlflow.models
 import mlflow.pyfunc
 
 
-class PackagePredict(mlflow.pyfunc.PythonModel):
+class PackagePredict(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
     def load_context(self, context):
         package = context.model_config["package"]
         predict_module = importlib.import_module(f"{package}.predict")

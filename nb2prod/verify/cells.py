@@ -84,15 +84,15 @@ def executable_source(cell: NotebookCell) -> str:
 def offline_problem(cell: NotebookCell) -> tuple[str, int] | None:
     """Why this cell cannot run offline and deterministically (what it does, line), or None."""
     shell_cell = bool(re.match(r"^\s*%%(bash|sh|script)\b", cell.source))
-    for number, line in enumerate(cell.source.split("\n"), 1):
-        if (shell_cell or _SHELL_LINE.match(line)) and _SHELL_DOWNLOAD.search(line):
-            return f"runs `{line.strip().lstrip('!').strip()}`, which downloads", number
+    for number, text in enumerate(cell.source.split("\n"), 1):
+        if (shell_cell or _SHELL_LINE.match(text)) and _SHELL_DOWNLOAD.search(text):
+            return f"runs `{text.strip().lstrip('!').strip()}`, which downloads", number
     try:
         tree = ast.parse(cell.code)
     except (SyntaxError, ValueError):
         return None
     for node in ast.walk(tree):
-        line = getattr(node, "lineno", 1)
+        line: int = getattr(node, "lineno", 1)
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for module in modules:

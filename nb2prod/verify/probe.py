@@ -171,7 +171,7 @@ def run_job(spec_path: str) -> int:
     with open(spec_path, encoding="utf-8") as handle:
         spec = json.load(handle)
     package = spec["package"]
-    out = {"error": None}
+    out: dict[str, Any] = {"error": None}
     try:
         runtime = importlib.import_module(f"{package}._runtime")
         train = importlib.import_module(f"{package}.train")
