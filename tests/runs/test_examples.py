@@ -112,7 +112,7 @@ def test_train_twice_diff_promote_predict_rollback(builds: dict[str, Path], tmp_
     assert diff.returncode == 0
     changes = json.loads(diff.stdout)
     assert changes["params"] == {"max_depth": {"a": 3, "b": 12}}
-    assert "sha256" in changes["model"] and changes["code"] == {} and changes["pins"] == {}
+    assert "contents" in changes["model"] and changes["code"] == {} and changes["pins"] == {}
 
     rows = tmp_path / "transactions.jsonl"
     rows.write_text(

@@ -140,7 +140,11 @@ def test_training_from_the_notebook_records_a_dirty_working_tree(ridge: Path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-p", "n_rows", "1.5"], "-p n_rows: parameter 'n_rows' expects an int, got '1.5'."),
+        (
+            ["-p", "n_rows", "1.5"],
+            "-p n_rows: parameter 'n_rows' expects an int, got '1.5'; the parameter is an int because its default"
+            " is written `n_rows = 200`: write `n_rows = 200.0` in the notebook's parameters cell",
+        ),
         (["-p", "alpha", "abc"], "parameter 'alpha' expects a float, got 'abc'"),
         (["-p", "fit_intercept", "maybe"], "parameter 'fit_intercept' expects a bool"),
         (["-p", "features", "{a: 1}"], "parameter 'features' expects a list"),
