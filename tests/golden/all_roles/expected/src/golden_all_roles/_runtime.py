@@ -10,10 +10,10 @@ import csv
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import sys
-import math
 import traceback
 from dataclasses import dataclass
 from datetime import datetime

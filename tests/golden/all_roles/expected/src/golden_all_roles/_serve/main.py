@@ -204,7 +204,7 @@ def serve(source_spec: dict[str, Any], options: ServeOptions = ServeOptions()) -
             "target" in inspect.signature(Multiprocess).parameters
         ):  # uvicorn before 0.30
             server = uvicorn.Server(config)
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+            Multiprocess(config, target=server.run, sockets=[sock]).run()  # type: ignore[call-arg]
         else:
             Multiprocess(config, sockets=[sock]).run()
         return 0

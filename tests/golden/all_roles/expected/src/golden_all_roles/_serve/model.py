@@ -204,7 +204,7 @@ class ModelRuntime:
                 info = os.stat(path)
                 stamps.append((path, info.st_mtime_ns, info.st_size, info.st_ino))
             except OSError:
-                stamps.append((path, None))
+                stamps.append((path, -1, -1, -1))
         return tuple(stamps)
 
     def _watch(self) -> None:

@@ -13,11 +13,11 @@ def shape_records(records: list[dict[str, Any]], contract: Any) -> Any:
     """A DataFrame in the contract's field order and dtypes (kind dataframe or series), a
     2-D array (ndarray), lists (sequence), or the records themselves."""
     kind = getattr(contract, "kind", "") if contract is not None else "dataframe"
-    names = list(contract.names) if contract is not None else None
+    names: list[Any] = list(contract.names) if contract is not None else []
     if kind in ("dataframe", "series", ""):
         import pandas as pd
 
-        frame = pd.DataFrame.from_records(records, columns=names)
+        frame = pd.DataFrame.from_records(records, columns=names if contract is not None else None)
         if contract is not None:
             for spec in contract.fields:
                 if (
