@@ -240,7 +240,7 @@ class _Analyser:
                         )
                     test_uses_job[code_cell.index] = tuple(sorted(from_job))
         modules = self._modules(modules_cells, module_needs, package)
-        self._check_function_scoping(job_cells, job_bound, test_cells)
+        self._check_function_scoping(test_cells)
         self._check_exported_globals(modules, job_cells)
         self._check_model_and_predict(job_cells, predict_cells)
         self.findings.extend(unloadable_model_findings(self.notebook, job_cells, self.config.model_variable))
@@ -658,17 +658,15 @@ class _Analyser:
                 return roled
         return None
 
-    def _check_function_scoping(
-        self, job_cells: tuple[CodeCell, ...], job_bound: frozenset[str], test_cells: tuple[CodeCell, ...]
-    ) -> None:
-        """The job's cells run inside `run()`, and plain test cells inside `test_cell_N()`. Two things
-        then mean something else than at the notebook's top level: `global NAME` in a def (it reaches
-        the module, not the job's variable) and a class body reading a name it also assigns (it
-        skips the function's variables). Both are refused rather than computed differently."""
+    def _check_function_scoping(self, test_cells: tuple[CodeCell, ...]) -> None:
+        """Plain test cells run inside `test_cell_N()` (the job's cells run at module level, as in the
+        notebook). Two things then mean something else than at the notebook's top level: `global
+        NAME` in a def (it reaches the module, not the cell's variable) and a class body reading a
+        name it also assigns (it skips the function's variables). Both are refused rather than
+        computed differently."""
         groups: list[tuple[CodeCell, frozenset[str] | set[str], str]] = [
-            (c, job_bound, next(r for r in ("train", "metrics") if r in c.roles)) for c in job_cells
+            (c, c.names.binds, "test") for c in test_cells if not c.has_test_functions
         ]
-        groups += [(c, c.names.binds, "test") for c in test_cells if not c.has_test_functions]
         for code_cell, bound, role in groups:
             for name, line in code_cell.names.declared_global:
                 if name in bound:

@@ -358,11 +358,18 @@ def test_name_read_before_its_cell_binds_it_needs_an_earlier_binding(tmp_path: P
     ("cells", "code", "cell_index"),
     [
         (
-            [cell("a = 1\ndef bump():\n    global a\n    a = a + 1", "train"), cell("bump()\nmodel = a", "train")],
+            [
+                cell("model = 1", "train"),
+                cell("a = 1\ndef bump():\n    global a\n    a = a + 1\nbump()\nassert a == 2", "test"),
+            ],
             "global-in-job",
-            0,
+            1,
         ),
-        ([cell("a = 1\nclass K:\n    a = a + 1\nmodel = K.a", "train")], "class-reads-job-name", 0),
+        (
+            [cell("model = 1", "train"), cell("a = 1\nclass K:\n    a = a + 1\nassert K.a == 2", "test")],
+            "class-reads-job-name",
+            1,
+        ),
         (
             [cell("a = 1\ndef f(p):\n    return p + a", "export"), cell("a = 5\nmodel = f(1)", "train")],
             "rebinds-exported-global",
