@@ -32,8 +32,10 @@ FAST = [
 ]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2prod", *args], capture_output=True, text=True, timeout=900)
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nb2prod", *args], capture_output=True, text=True, timeout=900, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,10 @@ def _export(trained: dict[str, object], *args: str) -> dict:
         str(trained["store"]),
         "--format",
         "json",
+        cwd=Path(str(trained["root"])),  # MLflow puts a sqlite store's artifacts in ./mlruns
     )
     assert result.returncode == 0, result.stderr
+    assert (Path(str(trained["root"])) / "mlruns").is_dir()
     return json.loads(result.stdout)
 
 
@@ -112,11 +116,14 @@ def test_export_logs_runs_registers_versions_and_mirrors_aliases(trained: dict[s
     assert len(client.search_model_versions("name = 'fraud-detection'")) == 2
 
 
-def test_exported_model_predicts_what_nb2prod_predicts(trained: dict[str, object]) -> None:
+def test_exported_model_predicts_what_nb2prod_predicts(
+    trained: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     _export(trained, "production")
     mlflow.set_tracking_uri(str(trained["uri"]))
+    monkeypatch.chdir(Path(str(trained["root"])))  # where the artifacts are, relative to the store
     model = mlflow.pyfunc.load_model("models:/fraud-detection@production")
     loaded = load_run(RunStore(trained["store"]), "production")  # type: ignore[arg-type]
     rows = [dict(r) for r in (loaded.run.manifest.predict_inputs or loaded.run.manifest.contract).examples]
