@@ -86,6 +86,7 @@ def test_papermill_and_python_engines_give_the_same_model(builds: dict[str, Path
         "params.json",
         "metrics.json",
         "contract.json",
+        "baseline.json",
         "environment.txt",
         "notebook.ipynb",
         "model",
