@@ -17,7 +17,9 @@ def shape_records(records: list[dict[str, Any]], contract: Any) -> Any:
     if kind in ("dataframe", "series", ""):
         import pandas as pd
 
-        frame = pd.DataFrame.from_records(records, columns=names if contract is not None else None)
+        frame = pd.DataFrame.from_records(
+            records, columns=names if contract is not None else None
+        )
         if contract is not None:
             for spec in contract.fields:
                 if (
