@@ -78,10 +78,14 @@ def hostile_cells() -> tuple[list[dict], dict[str, tuple[object, str]]]:
 
 
 def run_sandboxed(out: Path, package: str, sandbox: Path) -> None:
-    """Import every generated module and run `-train --help` with the sandbox as working folder."""
+    """Import every generated module, run the job (`train.run` executes `_job.py`, the job's cells)
+    and `-train --help`, with the sandbox as working folder."""
     env = {**os.environ, "PYTHONPATH": f"{out / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    modules = sorted(p.stem for p in (out / "src" / package).glob("*.py") if p.stem != "__init__")
-    script = f"import importlib\nfor m in {modules!r}:\n    importlib.import_module({package!r} + '.' + m)\n"
+    modules = sorted(p.stem for p in (out / "src" / package).glob("*.py") if p.stem not in ("__init__", "_job"))
+    script = (
+        f"import importlib\nfor m in {modules!r}:\n    importlib.import_module({package!r} + '.' + m)\n"
+        f"importlib.import_module({package!r} + '.train').run()\n"
+    )
     for argv in ([sys.executable, "-c", script], [sys.executable, "-m", f"{package}.train", "--help"]):
         result = subprocess.run(argv, cwd=sandbox, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr

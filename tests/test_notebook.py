@@ -138,8 +138,8 @@ def test_carriage_return_line_endings_read_as_newlines(tmp_path: Path, ending: s
     from nb2prod import api
 
     result = api.build(path, output=tmp_path / "out")
-    train = (result.output_dir / "src" / "nb" / "train.py").read_text()
-    assert "\r" not in train and "    model = f(a)\n" in train
+    job = (result.output_dir / "src" / "nb" / "_job.py").read_text()  # the job's cells, at module level
+    assert "\r" not in job and "\nmodel = f(a)\n" in job
 
 
 def test_unpaired_surrogates_in_a_cell_are_refused(tmp_path: Path) -> None:
