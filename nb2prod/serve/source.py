@@ -54,6 +54,7 @@ class RunStoreSource:
                 "package": manifest.source.package,
             },
             loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            run_dir=str(loaded.run.path),
         )
 
     def validate(self, records: Sequence[Any], contract: Any, strict_ranges: bool) -> list[Any]:

@@ -137,11 +137,14 @@ def create_app(
     metrics: Metrics | None = None,
     writer: BackgroundWriter | None = None,
     routers: Iterable[Any] = (),
+    monitors: Iterable[Any] = (),
     title: str = "nb2prod model server",
     version: str = "",
 ) -> Any:
     """The FastAPI app serving `runtime`'s model. `routers` (FastAPI APIRouters) add routes;
-    `writer` receives every prediction (log, observers) off the request path."""
+    `writer` receives every prediction (log, observers) off the request path. `monitors` (see
+    `main.build_app`) are attached to the runtime and reported under `/metadata`'s
+    `monitoring` and `alarms`."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
@@ -163,7 +166,11 @@ def create_app(
             runtime.stop()
             writer.close()
 
+    monitors = list(monitors)
+    for monitor in monitors:
+        monitor.attach(runtime)
     app = FastAPI(title=title, version=version or "0", lifespan=lifespan)
+    app.state.monitors = monitors
     app.state.runtime = runtime
     app.state.metrics = metrics
     app.state.writer = writer
@@ -406,6 +413,8 @@ def create_app(
             "folder": str(writer.log.folder) if writer.log is not None else None,
             "sample": writer.sample,
         }
+        status["monitoring"] = {m.name: m.metadata() for m in monitors}
+        status["alarms"] = [alarm for m in monitors for alarm in m.alarms()]
         return _json_response(status)
 
     @app.get("/metrics", summary="Prometheus metrics")

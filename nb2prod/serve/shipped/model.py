@@ -58,6 +58,12 @@ class LoadedModel:
         default_factory=dict
     )  # model type, n_jobs changes, ...
     loaded_at: str = ""
+    run_dir: str | None = (
+        None  # the verified run folder (baseline.json, metrics.json, run.json)
+    )
+    explain: Callable[[list[dict[str, Any]]], list[Any]] | None = (
+        None  # records -> one explanation each, where the run's package can explain
+    )
 
 
 class ModelSource(Protocol):

@@ -95,12 +95,24 @@ def build_app(
     routers: Iterable[Any] = (),
     observers: Iterable[Any] = (),
     collectors: Iterable[Any] = (),
+    monitors: Iterable[Any] = (),
 ) -> Any:
-    """The ASGI app for `source`: runtime, metrics, prediction log and routes."""
+    """The ASGI app for `source`: runtime, metrics, prediction log and routes.
+
+    A monitor watches the served model's traffic. It has a `name`, and:
+    `attach(runtime)` (called once; `runtime.current` is the LoadedModel now served, with its
+    verified `run_dir`), `observe(records)` (every prediction record, on the writer thread),
+    `metrics_text()` (Prometheus lines), `metadata()` (a JSON object for `/metadata`),
+    `alarms()` (a list of `{"name", "state", "reason", ...}` objects now firing) and
+    `routers()` (FastAPI routers it adds, may be empty)."""
     from .app import ServeConfig, create_app
 
+    monitors = list(monitors)
+    observers = [*observers, *(m.observe for m in monitors)]
+    routers = [*routers, *(r for m in monitors for r in m.routers())]
     metrics = Metrics()
     metrics.collectors.extend(collectors)
+    metrics.collectors.extend(m.metrics_text for m in monitors)
     runtime = ModelRuntime(
         source,
         batching=options.batching,
@@ -136,6 +148,7 @@ def build_app(
         metrics=metrics,
         writer=writer,
         routers=routers,
+        monitors=monitors,
         title=options.title,
         version=options.version,
     )

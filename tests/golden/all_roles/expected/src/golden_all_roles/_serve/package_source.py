@@ -66,6 +66,7 @@ class PackageRunSource:
             examples=contract.examples if contract is not None else (),
             info=_info(model, changed, self.package),
             loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            run_dir=str(folder),
         )
 
     def validate(
