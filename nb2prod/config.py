@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nb2prod.errors import InputError
+from nb2prod.escape import LINE_SEPARATORS
 
 
 @dataclass(frozen=True)
@@ -36,26 +37,45 @@ class Config:
     allow: tuple[str, ...] = ()  # error finding codes reported as notes ("allowed by configuration")
     data_dir: str | None = None  # the job's working directory (default: the notebook's folder)
     verify_tolerance: Mapping[str, float] | None = None  # metric -> allowed absolute difference in `verify`
+    monitoring: Mapping[str, Any] | None = (
+        None  # the `monitoring` table: alerting rules and dashboard (MONITORING_KEYS)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["requirements"] = list(self.requirements)
         data["sweep"] = {k: list(v) for k, v in self.sweep.items()} if self.sweep else None
         # settings added later appear only when set, so existing builds' records stay the same
-        for key in ("allow", "data_dir", "verify_tolerance"):
+        for key in ("allow", "data_dir", "verify_tolerance", "monitoring"):
             if not data[key]:
                 del data[key]
         if self.allow:
             data["allow"] = list(self.allow)
         if self.verify_tolerance:
             data["verify_tolerance"] = dict(self.verify_tolerance)
+        if self.monitoring:
+            data["monitoring"] = dict(self.monitoring)
         return data
+
+    def monitoring_setting(self, key: str) -> Any:
+        """A key of the `monitoring` table, or its default (MONITORING_KEYS)."""
+        return (self.monitoring or {}).get(key, MONITORING_KEYS[key][0])
+
+
+# monitoring.KEY -> (default, description); `job` defaults to the distribution name (None here)
+MONITORING_KEYS: dict[str, tuple[Any, str]] = {
+    "max_error_rate": (0.01, "the share of requests answered 5xx over 5 minutes above which an alert fires"),
+    "latency_budget_ms": (100, "the p99 latency of /predict, in milliseconds, above which an alert fires"),
+    "alert_for": ("5m", "how long a condition must hold before its alert fires (a Prometheus duration)"),
+    "job": (None, "the Prometheus scrape job of the servers (default: the distribution name)"),
+}
+_PROM_DURATION = re.compile(r"(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?\Z")
 
 
 _TYPES: dict[str, type] = {
     "name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list,
     "output": str, "example_inputs": str, "contract_variable": str, "line_length": int, "sweep": dict, "schedule": str,
-    "allow": list, "data_dir": str, "verify_tolerance": float,
+    "allow": list, "data_dir": str, "verify_tolerance": float, "monitoring": Mapping,
 }  # fmt: skip
 _FINDING_CODE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -110,6 +130,8 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
             ):
                 raise InputError(f"{place}: {key} must be a table of metric names to non-negative numbers")
             value = {k: float(v) for k, v in value.items()}
+        elif expected is Mapping:
+            value = _monitoring_table(value, place, key)
         elif expected is dict:
             if not isinstance(value, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, list) and v for k, v in value.items()
@@ -127,6 +149,29 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
         if problem:
             raise InputError(f"{place}: {key} {value!r} {problem}")
         values[key_norm] = value
+
+
+def _monitoring_table(value: Any, place: str, key: str) -> dict[str, Any]:
+    """The `monitoring` table, each key checked; a bad value is one sentence naming it."""
+    if not isinstance(value, Mapping):
+        raise InputError(f"{place}: {key} must be a table (keys: {', '.join(MONITORING_KEYS)})")
+    table: dict[str, Any] = {}
+    for sub, item in value.items():
+        name = str(sub).replace("-", "_")
+        where = f"{place}: {key}.{sub}"
+        if name not in MONITORING_KEYS:
+            raise InputError(f"{where} is not a monitoring setting (known: {', '.join(MONITORING_KEYS)})")
+        number = isinstance(item, (int, float)) and not isinstance(item, bool) and item == item
+        if name == "max_error_rate" and not (number and 0 < item <= 1):
+            raise InputError(f"{where} {item!r} must be a share between 0 and 1, like 0.01 for 1% of requests")
+        if name == "latency_budget_ms" and not (number and 0 < item < float("inf")):
+            raise InputError(f"{where} {item!r} must be a positive number of milliseconds, like 100")
+        if name == "alert_for" and not (isinstance(item, str) and _PROM_DURATION.match(item) and item):
+            raise InputError(f"{where} {item!r} must be a Prometheus duration like '5m', '30s' or '1h30m'")
+        if name == "job" and not (isinstance(item, str) and item and not any(ch in LINE_SEPARATORS for ch in item)):
+            raise InputError(f"{where} {item!r} must be a non-empty one-line scrape job name")
+        table[name] = item
+    return table
 
 
 def _invalid(key: str, value: Any) -> str | None:

@@ -178,6 +178,37 @@ def json_text(data: Any, **kwargs: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Prometheus (PromQL, alert templates)
+# ---------------------------------------------------------------------------------------------
+
+
+def promql_str(value: str) -> str:
+    """A PromQL double-quoted string literal (a label matcher's value) equal to `value`: backslash
+    and quote escaped, every non-printable character as a Go escape (`\\xNN`, `\\uNNNN`)."""
+    _check_text(value, "the text")
+    out = []
+    for ch in value:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif _printable(ch):
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def prom_template_text(value: str) -> str:
+    """Text for a Prometheus alert label or annotation (Go text/template) that expands to exactly
+    `value`: every `{{` becomes the action `{{ "{{" }}`, so nothing in `value` is run as a template."""
+    _check_text(value, "the text")
+    return value.replace("{{", '{{ "{{" }}')
+
+
+# ---------------------------------------------------------------------------------------------
 # Dockerfile, shell
 # ---------------------------------------------------------------------------------------------
 

@@ -323,6 +323,16 @@ def _image_files(plan: Plan) -> dict[str, bytes]:
             schedule=analysis.config.schedule,
         )
     )
+    from nb2prod.deploy.monitoring import render_build_monitoring
+
+    files.update(
+        render_build_monitoring(
+            dist_name=analysis.dist,
+            version=analysis.config.version,
+            notebook=analysis.notebook.name,
+            config=analysis.config,
+        )
+    )
     return {path: text.encode() for path, text in sorted(files.items())}
 
 
