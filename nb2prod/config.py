@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nb2prod.errors import InputError
-from nb2prod.escape import LINE_SEPARATORS
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,8 @@ def _monitoring_table(value: Any, place: str, key: str) -> dict[str, Any]:
             raise InputError(f"{where} {item!r} must be a positive number of milliseconds, like 100")
         if name == "alert_for" and not (isinstance(item, str) and _PROM_DURATION.match(item) and item):
             raise InputError(f"{where} {item!r} must be a Prometheus duration like '5m', '30s' or '1h30m'")
-        if name == "job" and not (isinstance(item, str) and item and not any(ch in LINE_SEPARATORS for ch in item)):
-            raise InputError(f"{where} {item!r} must be a non-empty one-line scrape job name")
+        if name == "job" and not (isinstance(item, str) and item):
+            raise InputError(f"{where} {item!r} must be the name of a Prometheus scrape job, a non-empty string")
         table[name] = item
     return table
 
