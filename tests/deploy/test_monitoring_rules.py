@@ -405,9 +405,18 @@ def _value(port: int, query: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def _timestamp(text: str) -> datetime:
+    """An RFC 3339 time as Prometheus writes it (nanoseconds, `Z` or an offset)."""
+    match = re.fullmatch(r"(.+T[0-9:]{8})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})", text)
+    assert match, text
+    fraction = (match.group(2) or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(f"{match.group(1)}.{fraction}{zone}")
+
+
 def _evaluated_after(port: int, moment: datetime) -> bool:
-    groups = _api(port, "/api/v1/rules")["groups"]
-    stamps = [datetime.fromisoformat(g["lastEvaluation"].replace("Z", "+00:00")[:26] + "+00:00") for g in groups]
+    """Every rule group has been evaluated since `moment`."""
+    stamps = [_timestamp(group["lastEvaluation"]) for group in _api(port, "/api/v1/rules")["groups"]]
     return bool(stamps) and min(stamps) > moment
 
 
@@ -469,3 +478,59 @@ def _safe(probe):
         return probe()
     except (ConnectionError, OSError):
         return None
+
+
+def test_promql_and_alert_template_escapes_read_back_in_prometheus(tmp_path: Path) -> None:
+    """nb2prod.escape.promql_str and prom_template_text on hostile text: promtool matches the series labelled
+    with exactly that text, and expands the alert's label and annotation back to exactly that text."""
+    from nb2prod import escape
+
+    values = [
+        'a"b',
+        "a\\",
+        "a\\x41",
+        '\\"',
+        "$job ${job} $value",
+        "{{ $labels.instance }}",
+        '{{ "{{" }}',
+        "{{{{",
+        "}}{{",
+        "{{- /* c */ -}}",
+        "{{ end }}",
+        "new\nline",
+        "tab\there",
+        "cr\rlf",
+        "\x00nul\x7fdel\x85",
+        "\u2028\u2029",
+        "ñ 中文 🎉",
+        "key: value\n- item\n---",
+        "# comment",
+    ]
+    rules = [
+        {
+            "alert": f"Hostile{i}",
+            "expr": f"up{{job={escape.promql_str(value)}}} == 0",
+            "labels": {"value": escape.prom_template_text(value)},
+            "annotations": {"text": escape.prom_template_text(value)},
+        }
+        for i, value in enumerate(values)
+    ]
+    test = {
+        "interval": "1m",
+        "input_series": [
+            {"series": f"up{{job={json.dumps(value, ensure_ascii=False)}}}", "values": "0x3"} for value in values
+        ]
+        + [{"series": 'up{job="unrelated"}', "values": "0x3"}],
+        "alert_rule_test": [
+            {
+                "eval_time": "2m",
+                "alertname": f"Hostile{i}",
+                "exp_alerts": [{"exp_labels": {"job": value, "value": value}, "exp_annotations": {"text": value}}],
+            }
+            for i, value in enumerate(values)
+        ],
+    }
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "hostile", "rules": rules}]}), "utf-8")
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "tests": [test]}), "utf-8")
+    tested = promtool("test", "rules", "test.yml", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
