@@ -399,7 +399,8 @@ class DriftMonitor:
         self.window = max(int(window), 1)
         self.alpha = float(alpha)
         self.every = max(int(every), 1)
-        self.webhook = Webhook(check_webhook(webhook)) if webhook else None
+        url = check_webhook(webhook)
+        self.webhook = Webhook(url) if url else None
         self.on_change = on_change
         self.runtime: Any = None
         self.observed = 0
