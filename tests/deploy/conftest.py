@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from nb2prod import api
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from nb2prod.config import load_config
-from nb2prod.deploy.monitoring import ALERTS, DASHBOARD_PATH, RULES_PATH, render_monitoring_files, MonitoringContext
+from nb2prod.deploy.monitoring import ALERTS, DASHBOARD_PATH, RULES_PATH, MonitoringContext, render_monitoring_files
 from nb2prod.errors import InputError
 
 from .conftest import (
@@ -311,7 +311,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     try:
         port = int(
             wait_until(
-                lambda: next((m.group(1) for l in server.lines if (m := SERVING.search(l))), None), "serving on", server
+                lambda: next((m.group(1) for line in server.lines if (m := SERVING.search(line))), None),
+                "serving on",
+                server,
             )
         )
         wait_until(lambda: http_get(port, "/readyz")[0] == 200, "/readyz 200", server)
