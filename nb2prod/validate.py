@@ -3,7 +3,8 @@
 `check_files(files)` returns the first problem found as a `FileProblem` (file, language, line,
 detail), or None: Python is compiled, TOML read by tomllib, YAML by `yaml.safe_load_all`, JSON and
 notebooks by `json`, requirement files line by line as pip splits them with
-`packaging.requirements.Requirement`, and the Dockerfile instruction by instruction. Text files
+`packaging.requirements.Requirement`, and the Dockerfile instruction by instruction. The
+monitoring files are checked for their structure too (Prometheus rule groups, Grafana panels). Text files
 other than Python and JSON must not hold a line separator other than `\\n`.
 
 `culprit(problem, files, fields)` names the notebook field whose value sits where the file broke,
@@ -70,7 +71,54 @@ def check_file(path: str, data: bytes) -> FileProblem | None:
             if bad is not None:
                 return FileProblem(path, language, number, f"the line holds the line separator {bad!r}")
     checker = _CHECKERS.get(language)
-    return checker(path, text) if checker else None
+    problem = checker(path, text) if checker else None
+    shape = _SHAPES.get(path)
+    return problem or (shape(path, text) if shape else None)
+
+
+def _prometheus_rules(path: str, text: str) -> FileProblem | None:
+    """A Prometheus rule file: `groups`, each a name and rules with an `alert` or `record` and an `expr`."""
+    import yaml
+
+    data = yaml.safe_load(text)
+    groups = data.get("groups") if isinstance(data, dict) else None
+    if not isinstance(groups, list) or not groups:
+        return FileProblem(path, "Prometheus rules", None, "it has no list of rule groups")
+    for group in groups:
+        rules = group.get("rules") if isinstance(group, dict) else None
+        if not isinstance(group.get("name") if isinstance(group, dict) else None, str) or not isinstance(rules, list):
+            return FileProblem(path, "Prometheus rules", None, "a rule group has no name or no list of rules")
+        for rule in rules:
+            if (
+                not isinstance(rule, dict)
+                or not isinstance(rule.get("expr"), str)
+                or not (isinstance(rule.get("alert"), str) or isinstance(rule.get("record"), str))
+            ):
+                return FileProblem(path, "Prometheus rules", None, "a rule has no alert or record name, or no expr")
+            for key in ("labels", "annotations"):
+                values = rule.get(key, {})
+                if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+                    return FileProblem(
+                        path, "Prometheus rules", None, f"the {key} of {rule.get('alert')!r} are not text"
+                    )
+    return None
+
+
+def _grafana_dashboard(path: str, text: str) -> FileProblem | None:
+    """A Grafana dashboard: a title and panels, each with a title and queries (`targets` with an `expr`)."""
+    data = json.loads(text)
+    panels = data.get("panels") if isinstance(data, dict) else None
+    if not isinstance(data.get("title") if isinstance(data, dict) else None, str) or not isinstance(panels, list):
+        return FileProblem(path, "Grafana dashboard", None, "it has no title or no list of panels")
+    for panel in panels:
+        targets = panel.get("targets") if isinstance(panel, dict) else None
+        if not isinstance(panel.get("title") if isinstance(panel, dict) else None, str) or not isinstance(
+            targets, list
+        ):
+            return FileProblem(path, "Grafana dashboard", None, "a panel has no title or no list of queries")
+        if not all(isinstance(t, dict) and isinstance(t.get("expr"), str) for t in targets):
+            return FileProblem(path, "Grafana dashboard", None, f"a query of panel {panel['title']!r} has no expr")
+    return None
 
 
 def _python(path: str, text: str) -> FileProblem | None:
@@ -216,6 +264,11 @@ _CHECKERS = {
     "JSON": _json,
     "requirements": _requirements,
     "Dockerfile": _dockerfile,
+}
+# files whose structure is checked too, once they parse (nb2prod/deploy/monitoring.py writes them)
+_SHAPES = {
+    "monitoring/prometheus-rules.yml": _prometheus_rules,
+    "monitoring/grafana-dashboard.json": _grafana_dashboard,
 }
 
 

@@ -59,3 +59,25 @@ def test_the_culprit_is_the_field_on_the_broken_line() -> None:
     problem = FileProblem("src/p/__init__.py", "Python", 1, "unterminated")
     fields = [("the id of cell 1", "c0"), ("the notebook's file name", 'a"""b.ipynb')]
     assert culprit(problem, files, fields) == "the notebook's file name"
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "detail"),
+    [
+        ("monitoring/prometheus-rules.yml", "rules: []\n", "no list of rule groups"),
+        ("monitoring/prometheus-rules.yml", "groups:\n  - rules: []\n", "no name or no list of rules"),
+        ("monitoring/prometheus-rules.yml", "groups:\n  - name: g\n    rules:\n      - alert: A\n", "no expr"),
+        (
+            "monitoring/prometheus-rules.yml",
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        labels: {a: [1]}\n",
+            "labels of 'A' are not text",
+        ),
+        ("monitoring/grafana-dashboard.json", '{"panels": []}', "no title"),
+        ("monitoring/grafana-dashboard.json", '{"title": "t", "panels": [{"title": "p"}]}', "no list of queries"),
+        ("monitoring/grafana-dashboard.json", '{"title": "t", "panels": [{"title": "p", "targets": [{}]}]}', "no expr"),
+    ],
+)
+def test_monitoring_files_must_have_their_structure(path: str, text: str, detail: str) -> None:
+    problem = check_file(path, text.encode())
+    assert problem is not None and detail in problem.detail, problem
+    assert check_file(path.replace("monitoring/", "elsewhere/"), text.encode()) is None  # other files: only parsed
