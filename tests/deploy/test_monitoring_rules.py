@@ -87,10 +87,14 @@ def metric_names(expr: str) -> set[str]:
 
 
 def exported_names(text: str) -> set[str]:
-    """Metric names in a /metrics page (each sample's name; histograms add _bucket, _sum, _count)."""
+    """Metric names in a /metrics page: each sample's name, and each family a `# TYPE` line declares (a
+    monitor declares its gauges before it has values; a histogram exports _bucket, _sum and _count)."""
     names = set()
     for line in text.splitlines():
-        if line and not line.startswith("#"):
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(maxsplit=3)
+            names |= {name + suffix for suffix in ("_bucket", "_sum", "_count")} if kind == "histogram" else {name}
+        elif line and not line.startswith("#"):
             names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
     return names
 
