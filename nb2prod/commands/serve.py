@@ -37,7 +37,12 @@ def resolve_store(target: Path, store: Path | None) -> Path:
 )
 @click.option("--strict-ranges", is_flag=True, help="Refuse (422) values outside the training range or categories.")
 @click.option(
-    "--log", "log_dir", type=click.Path(file_okay=False), default=None, help="Prediction log folder (JSON lines)."
+    "--log",
+    "--log-dir",
+    "log_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Prediction log folder (JSON lines).",
 )
 @click.option(
     "--log-sample", default=1.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests logged."
@@ -81,6 +86,27 @@ def resolve_store(target: Path, store: Path | None) -> Path:
 )
 @click.option("--model-name", default=None, help="Name on the v2 routes (default: the package name).")
 @click.option("--wait", is_flag=True, help="Start even if the target names no run yet; /readyz says 503 until it does.")
+@click.option(
+    "--feedback-window",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Labelled predictions (POST /feedback) the live metrics cover.",
+)
+@click.option(
+    "--feedback-min-labels",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Labels in the window before quality gates are judged live.",
+)
+@click.option(
+    "--decision-threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Binary models: a score at or above this is class 1 for live metrics.",
+)
 def serve(
     target: Path,
     ref: str,
@@ -102,6 +128,9 @@ def serve(
     reload_interval: float,
     model_name: str | None,
     wait: bool,
+    feedback_window: int,
+    feedback_min_labels: int,
+    decision_threshold: float,
 ) -> None:
     """Serve the model of a run (default: the production alias) of TARGET's run store.
 
@@ -134,6 +163,9 @@ def serve(
         model_name=model_name,
         wait=wait,
         version=__version__,
+        feedback_window=feedback_window,
+        feedback_min_labels=feedback_min_labels,
+        decision_threshold=decision_threshold,
     )
     try:
         code = run(root, ref, options)
