@@ -721,16 +721,6 @@ class LiveMonitor:
                 422, f"{where}: {message}" if where else message, where, rule
             )
 
-        @router.post(
-            "/feedback",
-            summary="Labels for earlier predictions (their ids from /predict)",
-            openapi_extra={
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": schema}},
-                }
-            },
-        )
         async def feedback(request: Request):
             started = time.perf_counter()
             try:
@@ -743,6 +733,20 @@ class LiveMonitor:
             count(200, started)
             return _json_response(answer)
 
+        # this module's annotations are text; FastAPI must see the class itself
+        feedback.__annotations__ = {"request": Request}
+        router.add_api_route(
+            "/feedback",
+            feedback,
+            methods=["POST"],
+            summary="Labels for earlier predictions (their ids from /predict)",
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": schema}},
+                }
+            },
+        )
         return router
 
 
