@@ -190,3 +190,66 @@ def test_feedback_needs_the_token_like_predict(gated_run: GatedRun, monkeypatch:
         assert refused.status == 401 and refused.json["rule"] == "auth"
         allowed = server.call("POST", "/feedback", {"id": "x", "label": 1}, {"authorization": "Bearer s3cret"})
         assert allowed.status == 200 and allowed.json == {"matched": 0, "unmatched": ["x"]}
+
+
+REGRESSION_CELLS = [
+    ("n_rows = 300  # rows of synthetic data\nmax_mae = 1.0  # quality gate: mean absolute error", ("parameters",)),
+    ("import numpy as np\nimport pandas as pd\nfrom sklearn.linear_model import LinearRegression", ("export",)),
+    (
+        "rng = np.random.default_rng(0)\n"
+        'X = pd.DataFrame({"a": rng.normal(size=n_rows), "b": rng.normal(size=n_rows)})\n'
+        'y = 3 * X["a"] - 2 * X["b"] + rng.normal(scale=0.1, size=n_rows)\n'
+        "model = LinearRegression()\n"
+        "model.fit(X, y)",
+        ("train",),
+    ),
+    (
+        "from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score\n"
+        "predicted = model.predict(X)\n"
+        "metrics = {\n"
+        '    "mae": float(mean_absolute_error(y, predicted)),\n'
+        '    "rmse": float(mean_squared_error(y, predicted) ** 0.5),\n'
+        '    "r2": float(r2_score(y, predicted)),\n'
+        "}\n"
+        'mae = metrics["mae"]\n'
+        "assert mae < max_mae\n"
+        'assert metrics["r2"] > 0.9',
+        ("metrics",),
+    ),
+]
+
+
+def test_regression_live_metrics_and_gate(tmp_path: Path) -> None:
+    from nbtest_helpers import cell, write_notebook
+
+    from nb2prod import api
+
+    notebook = write_notebook(tmp_path / "regression.ipynb", [cell(src, *tags) for src, tags in REGRESSION_CELLS])
+    build = Path(api.build(notebook).output_dir)
+    store = tmp_path / "runs"
+    trained = train_target(build, [], engine="python", store=store)
+    assert trained.manifest.succeeded, trained.manifest.failure
+    assert [(g["metric"], g["op"], g["value"]) for g in trained.manifest.gates] == [("mae", "<", 1.0), ("r2", ">", 0.9)]
+    AliasStore(RunStore(store)).promote(trained.run_id, "production")
+
+    rows = [{"a": i / 10, "b": -i / 20} for i in range(30)]
+    options = ServeOptions(log_dir=str(tmp_path / "log"), feedback_min_labels=10)
+    with Server(create_app(store, "production", options)) as server:
+        server.wait_ready()
+        answer = server.call("POST", "/predict", {"instances": rows}).json
+        ids, outputs = answer["ids"], answer["predictions"]
+        wait_remembered(server, 30)
+        # truths 2 away from every prediction, alternately above and below
+        truths = [o + (2.0 if i % 2 else -2.0) for i, o in enumerate(outputs)]
+        sent = server.call("POST", "/feedback", [{"id": p, "label": t} for p, t in zip(ids, truths)])
+        assert sent.json == {"matched": 30, "unmatched": []}
+        metadata = server.call("GET", "/metadata").json
+    live = metadata["monitoring"]["live"]
+    assert live["task"] == "regression" and live["threshold"] is None
+    assert live["metrics"]["mae"] == pytest.approx(2.0) and live["metrics"]["rmse"] == pytest.approx(2.0)
+    mean = sum(truths) / len(truths)
+    r2 = 1 - 30 * 4.0 / sum((t - mean) ** 2 for t in truths)
+    assert live["metrics"]["r2"] == pytest.approx(r2)
+    assert {g["metric"]: g["failing"] for g in live["gates"]} == {"mae": True, "r2": r2 <= 0.9}
+    assert [a["name"] for a in metadata["alarms"]] == ["live-gate"]
+    assert live["recorded"]["mae"] < 1.0
