@@ -241,7 +241,7 @@ def resolve_gates(
     for gate in gates:
         if not isinstance(gate, dict) or not {"metric", "op"} <= set(gate):
             continue
-        entry = {k: gate[k] for k in ("metric", "op", "cell", "line") if k in gate}
+        entry: dict[str, Any] = {k: gate[k] for k in ("metric", "op", "cell", "line") if k in gate}
         value = gate.get("value")
         if gate.get("parameter"):
             entry["parameter"] = gate["parameter"]

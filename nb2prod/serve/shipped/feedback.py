@@ -407,8 +407,7 @@ def label_models() -> Any:
     """The request body as types: one {"id", "label"} or a list of them."""
     from typing import List, Union
 
-    from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt
-    from pydantic import StrictStr
+    from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 
     class Label(BaseModel):
         model_config = ConfigDict(extra="forbid")
