@@ -253,3 +253,44 @@ def test_regression_live_metrics_and_gate(tmp_path: Path) -> None:
     assert {g["metric"]: g["failing"] for g in live["gates"]} == {"mae": True, "r2": r2 <= 0.9}
     assert [a["name"] for a in metadata["alarms"]] == ["live-gate"]
     assert live["recorded"]["mae"] < 1.0
+
+
+def test_a_promoted_run_is_judged_against_its_own_gates(
+    gated_run: GatedRun, fraud_runs: FraudRuns, tmp_path: Path
+) -> None:
+    import shutil
+
+    store = tmp_path / "runs"
+    shutil.copytree(gated_run.store, store)
+    for path in store.rglob("*"):  # the store freezes runs read-only; a copy must be writable
+        path.chmod(path.stat().st_mode | 0o200)
+    lenient = train_target(
+        fraud_runs.build, [*GATED[:3], ("min_recall", "0.1"), ("min_precision", "0")], engine="python", store=store
+    )
+    assert lenient.manifest.succeeded
+    options = ServeOptions(feedback_min_labels=20, reload_interval=0.2)
+    with Server(create_app(store, "production", options)) as server:
+        server.wait_ready()
+        answer = server.call("POST", "/predict", {"instances": transactions(10, 40)}).json
+        wait_remembered(server, 50)
+        labels = [1] * 40 + [0] * 10  # live recall 0.25: below 0.3, above 0.1
+        server.call("POST", "/feedback", [{"id": p, "label": y} for p, y in zip(answer["ids"], labels)])
+        assert [a["name"] for a in server.call("GET", "/metadata").json["alarms"]] == ["live-gate"]
+
+        AliasStore(RunStore(store)).promote(lenient.run_id, "production")
+        deadline = time.monotonic() + 120
+        while server.call("GET", "/metadata").json["run"] != lenient.run_id:
+            assert time.monotonic() < deadline, "the server never swapped to the promoted run"
+            time.sleep(0.1)
+        metadata = server.call("GET", "/metadata").json
+        live = metadata["monitoring"]["live"]
+        assert live["run"] == lenient.run_id and live["labelled"] == 0  # a new window for the new model
+        assert {g["metric"]: g["value"] for g in live["gates"]}["recall"] == 0.1
+        assert live["recorded"] == RunStore(store).get(lenient.run_id).manifest.metrics
+        assert [a for a in metadata["alarms"] if a["name"] == "live-gate"] == []
+
+        answer = server.call("POST", "/predict", {"instances": transactions(10, 40)}).json
+        wait_remembered(server, 100)
+        server.call("POST", "/feedback", [{"id": p, "label": y} for p, y in zip(answer["ids"], labels)])
+        live = server.call("GET", "/metadata").json["monitoring"]["live"]
+        assert live["metrics"]["recall"] == pytest.approx(0.25) and live["alarm"] is False
