@@ -294,3 +294,33 @@ def test_a_promoted_run_is_judged_against_its_own_gates(
         server.call("POST", "/feedback", [{"id": p, "label": y} for p, y in zip(answer["ids"], labels)])
         live = server.call("GET", "/metadata").json["monitoring"]["live"]
         assert live["metrics"]["recall"] == pytest.approx(0.25) and live["alarm"] is False
+
+
+def test_the_generated_package_serves_feedback_with_its_flags(
+    gated_run: GatedRun, fraud_runs: FraudRuns, tmp_path: Path
+) -> None:
+    """NAME-serve from the package's own _serve/feedback.py: the same route, flags and files."""
+    from tests.serve.conftest import call
+    from tests.serve.test_cli_serve import Process
+
+    env = {**os.environ, "PYTHONPATH": str(fraud_runs.build / "src")}
+    argv = [sys.executable, "-m", "fraud_detection.serve", str(gated_run.store), "--port", "0"]
+    argv += ["--log-dir", str(tmp_path / "log"), "--feedback-min-labels", "5", "--decision-threshold", "0.99"]
+    argv += ["--feedback-window", "7"]
+    server = Process(argv, env=env)
+    try:
+        port = server.port()
+        server.wait_for(port, "/readyz", lambda a: a.status == 200)
+        answer = call(port, "POST", "/predict", {"instances": transactions(10, 0)}).json
+        server.wait_for(port, "/metadata", lambda a: a.json["monitoring"]["live"]["remembered"] == 10)
+        sent = call(port, "POST", "/feedback", [{"id": p, "label": 1} for p in answer["ids"]])
+        assert sent.json == {"matched": 10, "unmatched": []}
+        metadata = call(port, "GET", "/metadata").json
+    finally:
+        server.stop()
+    assert metadata["code"] == "package fraud_detection"
+    live = metadata["monitoring"]["live"]
+    assert live["window"] == 7 and live["labelled"] == 7 and live["min_labels"] == 5 and live["threshold"] == 0.99
+    flagged = sum(s >= 0.99 for s in answer["predictions"][-7:])
+    assert live["metrics"]["recall"] == pytest.approx(flagged / 7)
+    assert [r["id"] for r in read_feedback(tmp_path / "log")] == answer["ids"]
