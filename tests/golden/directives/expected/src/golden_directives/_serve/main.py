@@ -20,7 +20,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from .feedback import DEFAULT_MEMORY, DEFAULT_MIN_LABELS, DEFAULT_THRESHOLD, DEFAULT_WINDOW, LiveMonitor
+from .feedback import (
+    DEFAULT_MEMORY,
+    DEFAULT_MIN_LABELS,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WINDOW,
+    LiveMonitor,
+)
 from .metrics import Metrics
 from .model import ModelRuntime
 from .predlog import DEFAULT_MAX_BYTES, BackgroundWriter, PredictionLog
