@@ -27,9 +27,8 @@ from .drift_window import (
     DriftMonitor,
     check_webhook,
 )
-from .feedback import DEFAULT_MEMORY, DEFAULT_MIN_LABELS, DEFAULT_THRESHOLD
+from .feedback import DEFAULT_MEMORY, DEFAULT_MIN_LABELS, DEFAULT_THRESHOLD, LiveMonitor
 from .feedback import DEFAULT_WINDOW as FEEDBACK_WINDOW
-from .feedback import LiveMonitor
 from .metrics import Metrics
 from .model import ModelRuntime
 from .predlog import DEFAULT_MAX_BYTES, BackgroundWriter, PredictionLog
