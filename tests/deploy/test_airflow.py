@@ -299,3 +299,18 @@ def test_build_flag_renders_the_dag(tmp_path: Path) -> None:
             stdin=subprocess.DEVNULL,
         )
         assert checked.returncode == code, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dag_id": "fraud detection"}, "DAG id"),
+        ({"build_dir": "build/fraud"}, "must be an absolute path"),
+        ({"schedule": "daily"}, "is not an Airflow schedule"),
+        ({"command": ()}, "airflow_command is empty"),
+    ],
+)
+def test_context_refuses_what_the_dag_cannot_hold(change: dict, message: str) -> None:
+    values = {"dag_id": "fraud", "package": "fraud", "notebook": "f.ipynb", "build_dir": "/b", "workdir": "/w"}
+    with pytest.raises(InputError, match=message):
+        AirflowContext(**{**values, "store": "/s", **change})
