@@ -51,6 +51,11 @@ def _fraud_project(root: Path, *, min_recall: str = "0.5", score: bool = True) -
         ("n_transactions = 20000", "n_transactions = 4000"),
         ("n_estimators = 100", "n_estimators = 10"),
         ("min_recall = 0.5", f"min_recall = {min_recall}"),
+        # the train cell leaves a mark in its working directory, to show where the job ran
+        (
+            '"model.fit(X_train, y_train)"',
+            '"model.fit(X_train, y_train)\\n", "open(\\"trained-here.txt\\", \\"w\\").close()"',
+        ),
     ):
         assert old in text
         text = text.replace(old, new)
@@ -159,7 +164,9 @@ def test_dag_trains_promotes_and_scores_a_daily_batch(airflow_venv: Path, tmp_pa
     assert len(runs) == 1 and runs[0].manifest.status == "succeeded"
     run_id = runs[0].manifest.run_id
     assert AliasStore(store).target("production") == run_id
-    # the job ran in the notebook's folder: the executed notebook and the run know it
+    # the job ran in the notebook's folder (not in Airflow's or the test's current folder)
+    assert (tmp_path / "project" / "trained-here.txt").is_file()
+    assert not (Path.cwd() / "trained-here.txt").exists() and not (home / "trained-here.txt").exists()
     output = tmp_path / "project" / "scores" / DAY
     assert (output / "_SUCCESS").is_file()
     parts = sorted(output.glob("*.parquet"))
@@ -240,7 +247,7 @@ def test_values_reach_the_dag_as_python_literals(tmp_path: Path) -> None:
     constants = {
         node.targets[0].id: ast.literal_eval(node.value)
         for node in ast.parse(text).body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id != "GATE_OPS"
     }
     assert constants["BUILD_DIR"] == "/b/" + hostile
     assert constants["WORKDIR"] == "/w'\""
@@ -291,14 +298,20 @@ def test_build_flag_renders_the_dag(tmp_path: Path) -> None:
     text = (tmp_path / "project" / "build" / "fraud-detection" / "airflow" / "fraud_detection_dag.py").read_text()
     assert 'SCHEDULE = "@daily"' in text and 'NB2PROD = ["nb2prod"]' in text
     assert "def score" not in text
-    for flags, code in (([], 1), (["--airflow"], 0)):  # check compares with the build the flags make
-        checked = subprocess.run(
+    dag = tmp_path / "project" / "build" / "fraud-detection" / "airflow" / "fraud_detection_dag.py"
+
+    def check(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "nb2prod", "check", *flags, str(notebook)],
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
         )
-        assert checked.returncode == code, checked.stdout + checked.stderr
+
+    assert check("--airflow").returncode == 0
+    dag.write_text(dag.read_text().replace('SCHEDULE = "@daily"', 'SCHEDULE = "@hourly"'))  # edited by hand
+    stale = check("--airflow")
+    assert stale.returncode == 1 and "airflow/fraud_detection_dag.py was edited by hand" in stale.stdout
 
 
 @pytest.mark.parametrize(
