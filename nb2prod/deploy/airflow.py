@@ -18,10 +18,14 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nb2prod import escape
 from nb2prod.errors import InputError
+
+if TYPE_CHECKING:
+    from nb2prod.analysis.analyse import Analysis
+    from nb2prod.render import Rendered
 
 DEFAULT_SCHEDULE = "@daily"
 DEFAULT_ALIAS = "production"
@@ -125,8 +129,8 @@ def render_airflow_files(ctx: AirflowContext) -> dict[str, str]:
     return {dag_path(ctx.package): formatted}
 
 
-def with_airflow_dag(rendered: Any, analysis: Any, output: Path) -> Any:
-    """`rendered` (nb2prod.render.Rendered) with the DAG added when config `airflow` is on, so the
+def with_airflow_dag(rendered: Rendered, analysis: Analysis, output: Path) -> Rendered:
+    """`rendered` with the DAG added when config `airflow` is on, so the
     build record lists and hashes it like every generated file."""
     import dataclasses
 
@@ -134,7 +138,7 @@ def with_airflow_dag(rendered: Any, analysis: Any, output: Path) -> Any:
     return dataclasses.replace(rendered, files={**rendered.files, **files}) if files else rendered
 
 
-def build_airflow_files(analysis: Any, output: Path) -> dict[str, bytes]:
+def build_airflow_files(analysis: Analysis, output: Path) -> dict[str, bytes]:
     """The build's DAG when config `airflow` is on (else nothing), parsed before it is returned."""
     config = analysis.config
     if not config.airflow:
