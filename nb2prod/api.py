@@ -174,6 +174,9 @@ def _render_tree(prepared: _Prepared) -> dict[str, bytes]:
 
     with _recursion_limit():
         rendered = render(plan_build(prepared.analysis))
+    from nb2prod.deploy.airflow import with_airflow_dag
+
+    rendered = with_airflow_dag(rendered, prepared.analysis, prepared.output)  # config `airflow`
     files = dict(rendered.files)
     files[MANIFEST] = make_manifest(prepared.analysis, rendered, prepared.output)
     return files

@@ -39,13 +39,19 @@ class Config:
     monitoring: Mapping[str, Any] | None = (
         None  # the `monitoring` table: alerting rules and dashboard (MONITORING_KEYS)
     )
+    airflow: bool = False  # also render airflow/PACKAGE_dag.py (nb2prod/deploy/airflow.py)
+    airflow_schedule: str | None = None  # the DAG's schedule (default @daily)
+    airflow_score_input: str | None = None  # the daily batch to score, may hold {{ ds }}; none: no score task
+    airflow_score_output: str | None = None  # its output folder (default scores/{{ ds }} in the job's folder)
+    airflow_store: str | None = None  # the DAG's run store (default: runs/ beside the notebook)
+    airflow_command: str | None = None  # how the DAG's tasks run nb2prod (default: nb2prod)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["requirements"] = list(self.requirements)
         data["sweep"] = {k: list(v) for k, v in self.sweep.items()} if self.sweep else None
         # settings added later appear only when set, so existing builds' records stay the same
-        for key in ("allow", "data_dir", "verify_tolerance", "monitoring"):
+        for key in ("allow", "data_dir", "verify_tolerance", "monitoring", *AIRFLOW_KEYS):
             if not data[key]:
                 del data[key]
         if self.allow:
@@ -75,7 +81,18 @@ _TYPES: dict[str, type] = {
     "name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list,
     "output": str, "example_inputs": str, "contract_variable": str, "line_length": int, "sweep": dict, "schedule": str,
     "allow": list, "data_dir": str, "verify_tolerance": float, "monitoring": Mapping,
+    "airflow": bool, "airflow_schedule": str, "airflow_score_input": str, "airflow_score_output": str,
+    "airflow_store": str, "airflow_command": str,
 }  # fmt: skip
+AIRFLOW_KEYS = (
+    "airflow",
+    "airflow_schedule",
+    "airflow_score_input",
+    "airflow_score_output",
+    "airflow_store",
+    "airflow_command",
+)
+_PATHS = ("output", "data_dir", "airflow_score_input", "airflow_score_output", "airflow_store")
 _FINDING_CODE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
@@ -140,9 +157,12 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
         elif expected is int:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputError(f"{place}: {key} must be a whole number")
+        elif expected is bool:
+            if not isinstance(value, bool):
+                raise InputError(f"{place}: {key} must be true or false")
         elif not isinstance(value, str):
             raise InputError(f"{place}: {key} must be a string, not {type(value).__name__}")
-        if key_norm in ("output", "data_dir"):
+        if key_norm in _PATHS and not value.startswith("{{"):  # relative to the file that sets it (a flag: cwd)
             value = str((base / value).resolve()) if not Path(value).is_absolute() else value
         problem = _invalid(key_norm, value)
         if problem:
@@ -217,6 +237,14 @@ def _invalid(key: str, value: Any) -> str | None:
             check_schedule(value)  # the same check as `nb2prod image manifests --schedule`
         except InputError:
             return "is not a cron schedule of five fields separated by single spaces, like '0 3 * * 1', or a macro like '@daily'"
+    elif key == "airflow_schedule":
+        from nb2prod.deploy.airflow import check_airflow_schedule
+
+        return check_airflow_schedule(value)
+    elif key == "airflow_command":
+        from nb2prod.deploy.airflow import check_command
+
+        return check_command(value)
     elif key == "allow":
         for code in value:
             if not _FINDING_CODE.match(code):

@@ -48,6 +48,13 @@ def _echo_finding(finding: Finding) -> None:
     help="Then build the container image of each output (as `nb2prod image build`).",
 )
 @click.option(
+    "--airflow",
+    "airflow",
+    is_flag=True,
+    default=None,
+    help="Also render an Airflow DAG (airflow/PACKAGE_dag.py): train, check the gates, promote, score (config `airflow`).",
+)
+@click.option(
     "--wheelhouse",
     is_flag=False,
     flag_value="",
@@ -65,6 +72,7 @@ def build(
     quiet: bool,
     with_image: bool,
     wheelhouse: str | None,
+    airflow: bool | None = None,
 ) -> None:
     """Build NOTEBOOKS into packages, tests, a training job and an image spec."""
     from nb2prod import api
@@ -76,7 +84,7 @@ def build(
                 notebook,
                 output=_output_for(output, notebook, len(notebooks) > 1),
                 force=force,
-                overrides=_overrides(name, model_variable, base_image),
+                overrides={**_overrides(name, model_variable, base_image), "airflow": airflow},
             )
         except Nb2prodError as exc:
             if len(notebooks) == 1:
@@ -103,8 +111,14 @@ def build(
 @_name
 @_model_variable
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--airflow", is_flag=True, default=None, help="The build was made with --airflow.")
 def check(
-    notebooks: tuple[Path, ...], output: Path | None, name: str | None, model_variable: str | None, fmt: str
+    notebooks: tuple[Path, ...],
+    output: Path | None,
+    name: str | None,
+    model_variable: str | None,
+    fmt: str,
+    airflow: bool | None = None,
 ) -> None:
     """Exit 1 if a build output is stale or a notebook has errors (for CI)."""
     from nb2prod import api
@@ -116,7 +130,7 @@ def check(
             result = api.check(
                 notebook,
                 output=_output_for(output, notebook, len(notebooks) > 1),
-                overrides=_overrides(name, model_variable),
+                overrides={**_overrides(name, model_variable), "airflow": airflow},
             )
         except Nb2prodError as exc:
             if fmt != "json" and len(notebooks) == 1:
