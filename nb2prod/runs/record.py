@@ -153,6 +153,7 @@ class RunManifest:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 (all but run.json)
     predict_inputs: Contract | None = None  # example rows predict was fed in the notebook (example_inputs)
     notes: tuple[str, ...] = ()  # what could not be recorded, e.g. no fit(...) call to take a contract from
+    secrets: dict[str, str] = field(default_factory=dict)  # secret parameter -> where its value came from
     manifest_version: int = MANIFEST_VERSION
 
     @property
