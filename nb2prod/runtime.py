@@ -1262,6 +1262,39 @@ def _job_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class _RedactingStream:
+    """A text stream that writes through to `stream` with secret values as `***`."""
+
+    def __init__(self, stream: Any, forms: Sequence[str]):
+        self._stream = stream
+        self._forms = forms
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text, self._forms))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _redacting_output:
+    """`with _redacting_output(forms):` the job's prints reach the terminal redacted."""
+
+    def __init__(self, forms: Sequence[str]):
+        self.forms = forms
+        self.saved: tuple[Any, Any] | None = None
+
+    def __enter__(self) -> None:
+        if self.forms:
+            self.saved = (sys.stdout, sys.stderr)
+            sys.stdout = _RedactingStream(sys.stdout, self.forms)  # type: ignore[assignment]
+            sys.stderr = _RedactingStream(sys.stderr, self.forms)  # type: ignore[assignment]
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved is not None:
+            sys.stdout, sys.stderr = self.saved
+
+
 def train_main(
     argv: Sequence[str] | None,
     run: Any,
@@ -1279,6 +1312,12 @@ def train_main(
             f"working directory of the job: --data-dir, else ${DATA_DIR_ENV}, else the notebook's folder"
             " (or config data_dir) when run from the build folder, else the current directory"
         )
+        hidden = secret_names(params_class.schema())
+        if hidden:
+            print(
+                f"secret parameters ({', '.join(hidden)}): --NAME env:VARIABLE or --NAME file:PATH,"
+                f" else ${SECRET_ENV_PREFIX}<NAME>; never written to disk"
+            )
         return 0
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -1296,7 +1335,7 @@ def train_main(
         return 2
     output = os.path.abspath(options.get("output", "model"))
     try:
-        with working_directory(workdir):
+        with working_directory(workdir), _redacting_output(forms):
             namespace = run(params)
     except QualityGateError as exc:
         told = redact_text(describe_exception(exc, source_map()), forms)
