@@ -298,6 +298,12 @@ def layer_leaks(saved: Path, key: str) -> list[str]:
     return found
 
 
+def _dangling() -> list[str]:
+    listed = subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter", "dangling=true"],
+                            capture_output=True, text=True)  # fmt: skip
+    return listed.stdout.split()
+
+
 def test_image_layers_hold_no_byte_of_the_key(project: Path, key: str, tmp_path: Path) -> None:
     from nb2prod.deploy.image import EngineUnavailable, build_image, docker_api
 
@@ -311,6 +317,7 @@ def test_image_layers_hold_no_byte_of_the_key(project: Path, key: str, tmp_path:
                       "env:SCORING_KEY", "--store", str(store), env={"SCORING_KEY": key})  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     tag = f"nb2prod-test/secret-fraud:{secrets.token_hex(4)}"
+    dangling = set(_dangling())
     os.environ["SCORING_KEY"] = key
     try:
         result = build_image(project / "build" / "fraud-detection", tags=(tag,), base_image=BASE_IMAGE,
@@ -320,10 +327,14 @@ def test_image_layers_hold_no_byte_of_the_key(project: Path, key: str, tmp_path:
         subprocess.run(["docker", "save", "-o", str(saved), tag], check=True, capture_output=True)
         assert saved.stat().st_size > 10_000_000  # the whole image, base layers included
         assert layer_leaks(saved, key) == []
+        # the search reads inside the layers: the package's own code is found there
+        assert any(name.endswith("fraud_detection/_runtime.py") for name in layer_leaks(saved, "SECRET_ENV_PREFIX"))
         inspected = subprocess.run(["docker", "image", "inspect", tag], check=True, capture_output=True).stdout
         assert leaks_in(inspected, key) == []
     finally:
         os.environ.pop("SCORING_KEY", None)
         subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True)
+        for image in set(_dangling()) - dangling:  # the build stages this test left behind
+            subprocess.run(["docker", "image", "rm", image], capture_output=True)
     assert leaking_files(project, key) == []  # notebook folder, build, runs
     shutil.rmtree(tmp_path / "wheelhouse", ignore_errors=True)
