@@ -246,6 +246,16 @@ def resolve_params(
     specs: dict[str, ParameterSpec],
     pairs: list[tuple[str, str]] = (),  # type: ignore[assignment]
     files: list[Path] = (),  # type: ignore[assignment]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Defaults, then each parameters file, then each `-p NAME VALUE`; the values and the overridden names."""
+    values, overridden, _secrets = resolve_with_secrets(specs, pairs, files)
+    return values, overridden
+
+
+def resolve_with_secrets(
+    specs: dict[str, ParameterSpec],
+    pairs: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    files: list[Path] = (),  # type: ignore[assignment]
 ) -> tuple[dict[str, Any], tuple[str, ...], dict[str, str]]:
     """Defaults, then each parameters file, then each `-p NAME VALUE`: the values, the overridden
     names, and where each secret parameter's value came from (`env:NAME`, `file:PATH`).

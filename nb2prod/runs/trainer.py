@@ -19,10 +19,8 @@ from nb2prod.runs.contract import find_fit_call, to_jsonable
 from nb2prod.runs.engines import JobSpec, run_papermill, run_python
 from nb2prod.runs.hashing import sha256_file, sha256_tree
 from nb2prod.runs.ids import utc_now_iso
-from nb2prod.runs.params import resolve_params
-from nb2prod.runtime import redacted
+from nb2prod.runs.params import resolve_with_secrets
 from nb2prod.runs.provenance import data_inputs, git_info, installed_pins, platform_name, python_version
-from nb2prod.runs.redaction import redaction
 from nb2prod.runs.record import (
     ERRORED,
     SUCCEEDED,
@@ -35,7 +33,9 @@ from nb2prod.runs.record import (
     Timings,
     record_from_dict,
 )
+from nb2prod.runs.redaction import redaction
 from nb2prod.runs.store import RunStore, StoredRun, file_digests, write_json
+from nb2prod.runtime import redacted
 
 ENGINES = ("papermill", "python")
 DEFAULT_STORE = "runs"
@@ -90,7 +90,7 @@ def prepare(
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}: use papermill or python.")
     build = locate_build(target)
-    params, overrides, secrets = resolve_params(build.parameters, pairs, files)
+    params, overrides, secrets = resolve_with_secrets(build.parameters, pairs, files)
     run_store = RunStore(store, signing_key=signing_key) if store is not None else default_store(build, signing_key)
     run_store.signing_key  # noqa: B018 - a configured key file that cannot be read is refused before the job runs
     return TrainRequest(build, params, overrides, engine, run_store, model_format, secrets)
