@@ -176,6 +176,17 @@ def test_package_entry_point_reads_the_key_and_writes_it_nowhere(project: Path, 
     assert leaks_in((result.stdout + result.stderr).encode(), key) == []
 
 
+def test_generated_tests_read_the_key_from_the_documented_variable(project: Path, key: str) -> None:
+    build_dir = project / "build" / "fraud-detection"
+    env = {**os.environ, "PYTHONPATH": f"{build_dir / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_contract.py"]
+    given = subprocess.run(command, cwd=build_dir, capture_output=True, text=True,
+                           env={**env, "NB2PROD_SECRET_API_KEY": key})  # fmt: skip
+    assert given.returncode == 0, given.stdout[-2000:]
+    assert leaks_in((given.stdout + given.stderr).encode(), key) == []
+    assert leaking_files(build_dir, key) == []
+
+
 @pytest.mark.parametrize(
     "reference, expected",
     [

@@ -1200,7 +1200,8 @@ JOB_MODULE = "_job.py"
 def run_job(package: str, params: Any) -> dict[str, Any]:
     """Execute the job's cells (`_job.py` beside this module) at module level and return the
     names they bound, as papermill runs job/train.ipynb: in a fresh namespace named `__main__`,
-    with the parameters bound first, cell after cell. An error in a metrics cell lets the later
+    with the parameters bound first (a secret left empty is read from $NB2PROD_SECRET_<NAME>
+    when that is set, so the generated tests can run the job), cell after cell. An error in a metrics cell lets the later
     cells run and is raised at the end, with the names bound on its `job_namespace` attribute
     (a failed gate still has metrics and a model to record); any other error stops the job.
     """
@@ -1231,6 +1232,9 @@ def run_job(package: str, params: Any) -> dict[str, Any]:
         values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
     else:
         values = dict(params)
+    schema = params.schema() if hasattr(params, "schema") else {}
+    empty = [n for n in secret_names(schema) if values.get(n) in ("", None)]
+    values.update(resolve_secrets({n: schema[n] for n in empty}, {})[0])
     namespace.update(values)
     failed: Exception | None = None
     for role, statements in groups:
