@@ -57,6 +57,9 @@ class Redaction:
                     continue
                 data = path.read_bytes()
                 if not any(needle in data for needle in needles):
+                    if _zip_holds(path, needles):  # e.g. a compressed model archive
+                        path.unlink()
+                        removed.append(str(path.relative_to(folder)))
                     continue
                 try:
                     text = data.decode("utf-8")
@@ -71,6 +74,22 @@ class Redaction:
             f"{', '.join(sorted(removed))} held the value of a secret parameter and was removed: keep secrets out of"
             " the model and of what the job saves"
         )
+
+
+def _zip_holds(path: Path, needles: list[bytes]) -> bool:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                data = archive.read(info)
+                if any(needle in data for needle in needles):
+                    return True
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+        return False
+    return False
 
 
 def redaction(names: Iterable[str], params: Mapping[str, Any]) -> Redaction:

@@ -171,9 +171,13 @@ def execute(request: TrainRequest) -> StoredRun:
         (folder / "environment.txt").write_text("".join(f"{pin}\n" for pin in pins))
         code_sha = _snapshot_code(build, folder / "code")
         leaked = hidden.scrub_folder(folder)  # what the job printed or wrote: no byte of a secret stays
-        if leaked and status == SUCCEEDED:
-            status, model = ERRORED, None
-            failure = Failure("SecretInArtifact", leaked, CellRef(role="collect"))
+        if leaked:
+            report.setdefault("problems", []).append(leaked)
+            if status == SUCCEEDED:
+                status = ERRORED
+                failure = Failure("SecretInArtifact", leaked, CellRef(role="collect"))
+            if model is not None and not (folder / model.file).exists():
+                model = None
         finished_at = utc_now_iso()
         total_s = time.perf_counter() - t0
         manifest = RunManifest(

@@ -157,6 +157,25 @@ def test_python_run_from_file_holds_no_byte_of_the_key(project: Path, key: str, 
     assert leaking_files(project / "build", key) == []
 
 
+def test_a_model_that_stores_the_key_is_removed_and_the_run_fails(key: str, tmp_path: Path) -> None:
+    notebook = secret_notebook(tmp_path / "keeps-key")
+    nb = json.loads(notebook.read_text())
+    train = next(c for c in nb["cells"] if "train" in c["metadata"].get("tags", []))
+    train["source"] = "".join(train["source"]) + "\nmodel.scoring_key = api_key\n"
+    notebook.write_text(json.dumps(nb))
+    store = tmp_path / "store"
+    result = nb2prod("train", str(notebook), "--engine", "python", "-p", "api_key", "env:SCORING_KEY",
+                     "--store", str(store), env={"SCORING_KEY": key})  # fmt: skip
+    assert result.returncode == 1
+    (run_dir,) = [p for p in store.iterdir() if p.is_dir() and p.name[:1].isdigit()]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "errored" and record["failure"]["error_type"] == "SecretInArtifact"
+    assert "model/model.skops held the value of a secret parameter" in record["failure"]["message"]
+    assert not (run_dir / "model" / "model.skops").exists()
+    assert leaking_files(store, key) == []
+    assert leaks_in((result.stdout + result.stderr).encode(), key) == []
+
+
 def test_package_entry_point_reads_the_key_and_writes_it_nowhere(project: Path, key: str, tmp_path: Path) -> None:
     build_dir = project / "build" / "fraud-detection"
     out = tmp_path / "model"
