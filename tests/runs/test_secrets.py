@@ -289,6 +289,10 @@ def test_config_secrets_and_secret_name(tmp_path: Path) -> None:
     assert len(notes) == 1 and notes[0].location.cell_index == 1 and notes[0].location.line == 9
     build_dir = tmp_path / "listed" / "build" / "fraud-detection"
     assert leaking_files(build_dir, "sk-notebook-literal-0042") == []
+    checked = nb2prod("check", str(notebook))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "cell 2 (id parameters, parameters), line 9: secret parameter 'api_key' has a value" in checked.stderr
+    assert "sk-notebook-literal-0042" not in checked.stdout + checked.stderr
     assert json.loads((build_dir / "nb2prod.json").read_text())["parameters"]["api_key"]["secret"] is True
     job = yaml.safe_load((build_dir / "k8s/train-job.yaml").read_text())
     refs = [e["valueFrom"]["secretKeyRef"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
