@@ -284,13 +284,13 @@ def test_config_secrets_and_secret_name(tmp_path: Path) -> None:
         'api_key = "sk-notebook-literal-0042"  # the scoring service key',
         config={"secrets": ["api_key"], "secret_name": "scoring-keys"},
     )
+    checked = nb2prod("check", str(notebook))  # analysed (not built yet): the note is shown
     result = build(notebook)
     notes = [f for f in result.notes if f.code == "secret-default"]
     assert len(notes) == 1 and notes[0].location.cell_index == 1 and notes[0].location.line == 9
     build_dir = tmp_path / "listed" / "build" / "fraud-detection"
     assert leaking_files(build_dir, "sk-notebook-literal-0042") == []
-    checked = nb2prod("check", str(notebook))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.returncode == 1 and "has not been built" in checked.stdout
     assert "cell 2 (id parameters, parameters), line 9: secret parameter 'api_key' has a value" in checked.stderr
     assert "sk-notebook-literal-0042" not in checked.stdout + checked.stderr
     assert json.loads((build_dir / "nb2prod.json").read_text())["parameters"]["api_key"]["secret"] is True
