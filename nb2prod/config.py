@@ -45,13 +45,15 @@ class Config:
     airflow_score_output: str | None = None  # its output folder (default scores/{{ ds }} in the job's folder)
     airflow_store: str | None = None  # the DAG's run store (default: runs/ beside the notebook)
     airflow_command: str | None = None  # how the DAG's tasks run nb2prod (default: nb2prod)
+    secrets: tuple[str, ...] = ()  # parameters whose values come from env:/file: and are never written
+    secret_name: str | None = None  # the Kubernetes Secret holding them (default: NAME-secrets)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["requirements"] = list(self.requirements)
         data["sweep"] = {k: list(v) for k, v in self.sweep.items()} if self.sweep else None
         # settings added later appear only when set, so existing builds' records stay the same
-        for key in ("allow", "data_dir", "verify_tolerance", "monitoring", *AIRFLOW_KEYS):
+        for key in ("allow", "data_dir", "verify_tolerance", "monitoring", *AIRFLOW_KEYS, "secrets", "secret_name"):
             if not data[key]:
                 del data[key]
         if self.allow:
@@ -60,6 +62,8 @@ class Config:
             data["verify_tolerance"] = dict(self.verify_tolerance)
         if self.monitoring:
             data["monitoring"] = dict(self.monitoring)
+        if self.secrets:
+            data["secrets"] = list(self.secrets)
         return data
 
     def monitoring_setting(self, key: str) -> Any:
@@ -83,6 +87,7 @@ _TYPES: dict[str, type] = {
     "allow": list, "data_dir": str, "verify_tolerance": float, "monitoring": Mapping,
     "airflow": bool, "airflow_schedule": str, "airflow_score_input": str, "airflow_score_output": str,
     "airflow_store": str, "airflow_command": str,
+    "secrets": list, "secret_name": str,
 }  # fmt: skip
 AIRFLOW_KEYS = (
     "airflow",
@@ -119,7 +124,7 @@ def load_config(
         _merge(values, section, f"{pyproject} [tool.nb2prod]", base=pyproject.parent)
     _merge(values, notebook_metadata, f"{notebook_path.name} metadata.nb2prod", base=notebook_path.parent)
     _merge(values, {k: v for k, v in (flags or {}).items() if v is not None}, "the command line", base=Path.cwd())
-    for key in ("requirements", "allow"):
+    for key in ("requirements", "allow", "secrets"):
         if key in values:
             values[key] = tuple(values[key])
     return Config(**values)
@@ -136,7 +141,7 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
             raise InputError(f"{place}: unknown setting {key!r} (known: {known})")
         if expected is list:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                what = "finding codes" if key_norm == "allow" else "requirement strings"
+                what = {"allow": "finding codes", "secrets": "parameter names"}.get(key_norm, "requirement strings")
                 raise InputError(f"{place}: {key} must be a list of {what}")
             value = list(value)
         elif expected is float:  # a table of name -> non-negative number
@@ -249,6 +254,8 @@ def _invalid(key: str, value: Any) -> str | None:
         for code in value:
             if not _FINDING_CODE.match(code):
                 return f"holds {code!r}, which is not a finding code like 'untagged-mutation'"
+    elif key == "secret_name" and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
+        return "is not a Kubernetes Secret name (lower-case letters, digits, '-' and '.')"
     elif key == "data_dir" and not Path(value).is_dir():
         return "is not a folder"
     elif key == "line_length" and not 40 <= value <= 400:

@@ -85,6 +85,8 @@ def _annotation(parameter: Parameter) -> str:
 
 
 def _default_expr(parameter: Parameter) -> str:
+    if parameter.secret:  # kept out of the repr, so printing the parameters never shows it
+        return f"_dataclasses.field(default={escape.py_literal(parameter.default)}, repr=False)"
     if isinstance(parameter.default, (list, dict)):
         return f"_dataclasses.field(default_factory=lambda: {escape.py_literal(parameter.default)})"
     return escape.py_literal(parameter.default)
@@ -233,10 +235,12 @@ def _job_cell_sources(plan: Plan) -> tuple[str, str, str]:
     saved = (
         "{" + ", ".join(f"{escape.py_str(p.name)}: {escape.py_identifier(p.name)}" for p in analysis.parameters) + "}"
     )
+    secrets = [escape.py_str(p.name) for p in analysis.parameters if p.secret]
+    hidden = f", ({', '.join(secrets)},)" if secrets else ""  # written as "***"
     save = (
         "import os\n\n"
         'if os.environ.get("NB2PROD_OUTPUT_DIR"):\n'
-        f'    _nb2prod.save_outputs(os.environ["NB2PROD_OUTPUT_DIR"], globals(), {escape.py_str(analysis.config.model_variable)}, {saved})\n'
+        f'    _nb2prod.save_outputs(os.environ["NB2PROD_OUTPUT_DIR"], globals(), {escape.py_str(analysis.config.model_variable)}, {saved}{hidden})\n'
     )
     return "\n".join(parameter_lines) + "\n", "\n".join(imports) + "\n", save
 
@@ -321,6 +325,7 @@ def _image_files(plan: Plan) -> dict[str, bytes]:
             source_sha256=analysis.notebook.sha256,
             grid=analysis.config.sweep,
             schedule=analysis.config.schedule,
+            secret_name=analysis.config.secret_name,
         )
     )
     from nb2prod.deploy.monitoring import render_build_monitoring

@@ -387,3 +387,58 @@ def test_render_build_manifests_takes_the_build_values(fraud_build) -> None:
     (sweep,) = documents(with_grid["k8s/sweep-job.yaml"])
     assert sweep["spec"]["completions"] == 3
     assert documents(with_grid["k8s/retrain-cronjob.yaml"])[0]["spec"]["schedule"] == "@weekly"
+
+
+# --- secret parameters ----------------------------------------------------------------------------
+
+SECRET = Parameter("api_key", "str", None, "secret: the scoring service key", nullable=True, secret=True)
+
+
+@pytest.mark.parametrize("path", ["k8s/train-job.yaml", "k8s/retrain-cronjob.yaml", "k8s/sweep-job.yaml"])
+def test_a_secret_comes_from_a_secret_key_ref_never_a_literal(path: str) -> None:
+    files = render_manifest_files(make_ctx(parameters=(*PARAMS, SECRET)))
+    (document,) = documents(files[path])
+    validate(document, "latest")
+    spec = document["spec"].get("jobTemplate", document)["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    refs = [e for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert refs == [
+        {
+            "name": "NB2PROD_SECRET_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "fraud-detection-secrets", "key": "api_key"}},
+        }
+    ]
+    if path != "k8s/sweep-job.yaml":
+        args = container["args"]
+        assert args[args.index("--api_key") + 1] == "env:NB2PROD_SECRET_API_KEY"
+
+
+def test_the_secret_name_comes_from_config_and_is_checked() -> None:
+    files = render_manifest_files(make_ctx(parameters=(*PARAMS, SECRET), secret_name="ml.scoring-keys"))
+    (job,) = documents(files["k8s/train-job.yaml"])
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["valueFrom"]["secretKeyRef"]["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})] == [
+        "ml.scoring-keys"
+    ]
+    with pytest.raises(InputError, match="is not a DNS-1123 subdomain"):
+        make_ctx(parameters=(*PARAMS, SECRET), secret_name="Scoring Keys")
+
+
+def test_a_sweep_grid_cannot_vary_a_secret() -> None:
+    with pytest.raises(InputError, match="'api_key', a secret parameter, which a sweep cannot vary"):
+        make_ctx(parameters=(*PARAMS, SECRET), grid={"api_key": ["a", "b"]})
+
+
+def test_the_kubeflow_component_has_no_input_for_a_secret() -> None:
+    (component,) = documents(render_manifest_files(make_ctx(parameters=(*PARAMS, SECRET)))["kubeflow/component.yaml"])
+    assert "api_key" not in [i["name"] for i in component["inputs"]]
+    assert "--api_key" not in component["implementation"]["container"]["args"]
+    annotation = component["metadata"]["annotations"]["nb2prod.io/secrets"]
+    assert annotation == "api_key: $NB2PROD_SECRET_API_KEY from Secret fraud-detection-secrets key api_key"
+
+
+def test_a_secret_in_the_build_schema_has_no_default() -> None:
+    (parameter,) = parameters_from_schema(
+        {"api_key": {"type": "str", "help": "secret: key", "nullable": False, "secret": True}}
+    )
+    assert parameter.secret and parameter.default is None and parameter.nullable

@@ -13,7 +13,7 @@ from nb2prod.analysis.effects import Effect
 from nb2prod.analysis.identifiers import distribution_name, module_name, package_name
 from nb2prod.analysis.magics import clean_cell
 from nb2prod.analysis.names import BUILTINS, CellNames, ImportBinding, analyse_names
-from nb2prod.analysis.parameters import Parameter, ParameterError, parse_parameters
+from nb2prod.analysis.parameters import Parameter, ParameterError, as_secret, is_secret_help, parse_parameters
 from nb2prod.analysis.picklable import unloadable_model_findings
 from nb2prod.analysis.requirements import Requirement, infer_requirements
 from nb2prod.analysis.shadowing import shadowing_findings
@@ -329,9 +329,11 @@ class _Analyser:
             try:
                 for parameter in parse_parameters(code_cell.roled.code, code_cell.index):
                     if parameter.name in found:
+                        secret = parameter.name in self.config.secrets or is_secret_help(parameter.help)
+                        value = "" if secret else f" ({parameter.default!r})"
                         self.note(
                             "parameter-repeated",
-                            f"parameter {parameter.name!r} is assigned again; the later value ({parameter.default!r}) is its default",
+                            f"parameter {parameter.name!r} is assigned again; the later value{value} is its default",
                             code_cell.roled,
                             parameter.line,
                         )
@@ -340,7 +342,34 @@ class _Analyser:
                 self.error("bad-parameter", exc.message, code_cell.roled, exc.line)
             except SyntaxError:
                 pass  # reported by _prepare
-        return tuple(found.values())
+        return self._mark_secrets(found)
+
+    def _mark_secrets(self, found: dict[str, Parameter]) -> tuple[Parameter, ...]:
+        """Parameters whose help starts with `secret`, or that config `secrets` lists, are secret."""
+        listed = set(self.config.secrets)
+        for name in sorted(listed - set(found)):
+            known = ", ".join(found) or "none"
+            self.error(
+                "unknown-secret",
+                f"config `secrets` lists {name!r}, which is not a parameter of the notebook (its parameters: {known})",
+                fix="List only names assigned in the parameters cell, or add the parameter there.",
+            )
+        marked: dict[str, Parameter] = {}
+        for name, parameter in found.items():
+            if parameter.name in listed or is_secret_help(parameter.help):
+                parameter, dropped = as_secret(parameter)
+                if dropped:
+                    self.note(
+                        "secret-default",
+                        f"secret parameter {name!r} has a value written in the notebook; nb2prod never copies it into "
+                        "generated files or runs (the default becomes empty): write "
+                        f"`{name} = {parameter.default!r}` and pass the value with `-p {name} env:VARIABLE` or "
+                        f"`-p {name} file:PATH`",
+                        self.code_cells[parameter.cell_index].roled,
+                        parameter.line,
+                    )
+            marked[name] = parameter
+        return tuple(marked.values())
 
     def _module_cells(self) -> dict[str, list[CodeCell]]:
         modules: dict[str, list[CodeCell]] = {}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 SCALAR_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -23,9 +24,29 @@ class Parameter:
     nullable: bool
     cell_index: int
     line: int
+    secret: bool = False  # the value comes from env:/file: at training time, never from a literal
 
     def schema(self) -> dict[str, Any]:
+        if self.secret:  # no default: nothing of a secret's literal reaches a generated file
+            return {"type": self.type, "help": self.help, "nullable": self.nullable, "secret": True}
         return {"type": self.type, "default": self.default, "help": self.help, "nullable": self.nullable}
+
+
+_SECRET_HELP = re.compile(r"^secret\b", re.IGNORECASE)
+
+
+def is_secret_help(help_text: str) -> bool:
+    """A help comment starting with the word `secret` (`# secret: the scoring service key`)."""
+    return bool(_SECRET_HELP.match(help_text.strip()))
+
+
+def as_secret(parameter: Parameter) -> tuple[Parameter, bool]:
+    """The parameter marked secret, its default replaced by the empty value of its type ("" for a
+    string, else None); and whether the notebook's literal held a value that is now dropped."""
+    blank: Any = "" if parameter.type == "str" else None
+    dropped = parameter.default not in ("", None)
+    nullable = parameter.nullable or blank is None
+    return replace(parameter, default=blank, nullable=nullable, secret=True), dropped
 
 
 class ParameterError(Exception):

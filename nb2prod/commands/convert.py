@@ -23,6 +23,9 @@ def _overrides(name: str | None, model_variable: str | None, base_image: str | N
     return {"name": name, "model_variable": model_variable, "base_image": base_image}
 
 
+WARNED_NOTES = ("secret-default",)  # notes `check` shows too: a secret's value written in the notebook
+
+
 def _output_for(output: Path | None, notebook: Path, many: bool) -> Path | None:
     if output is None or not many:
         return output
@@ -147,7 +150,7 @@ def check(
             click.echo(f"error: {failure.message}", err=True)
         for notebook, result in results:
             for finding in result.findings:
-                if finding.severity == "error":
+                if finding.severity == "error" or finding.code in WARNED_NOTES:
                     _echo_finding(finding)
             if result.ok:
                 click.echo(f"up to date: {result.output_dir}")
@@ -189,7 +192,8 @@ def inspect(notebook: Path, name: str | None, model_variable: str | None, fmt: s
     if report.parameters:
         click.echo("parameters:")
         for p in report.parameters:
-            click.echo(f"  {p['name']}: {p['type']} = {p['default']!r}  {p['help']}")
+            value = "(secret: env:VARIABLE or file:PATH)" if p.get("secret") else repr(p.get("default"))
+            click.echo(f"  {p['name']}: {p['type']} = {value}  {p['help']}")
     click.echo("requirements: " + (", ".join(report.requirements) or "none"))
     if report.gates or report.gates_not_monitored:
         click.echo("quality gates:")

@@ -240,6 +240,7 @@ def manifests(
         parallelism=parallelism,
         runs_claim=claim,
         source_sha256=str((data.get("source") or {}).get("sha256") or ""),
+        secret_name=config.get("secret_name"),
     )
     files = render_manifest_files(ctx)
     destination = output or build_dir

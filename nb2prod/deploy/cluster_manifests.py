@@ -33,6 +33,9 @@ _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+\Z")
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _QUANTITY = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?\Z")
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?\Z")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+\Z")
+SECRET_ENV_PREFIX = "NB2PROD_SECRET_"  # the runtime's fallback variable for a secret parameter
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
     "float": float,
@@ -63,6 +66,7 @@ class Parameter:
     default: Any
     help: str = ""
     nullable: bool = False
+    secret: bool = False  # its value comes from a Kubernetes Secret, never from the manifest
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier() or keyword.iskeyword(self.name):
@@ -95,13 +99,15 @@ def parameters_from_schema(schema: Mapping[str, Mapping[str, Any]]) -> tuple[Par
     for name, spec in schema.items():
         if not isinstance(spec, Mapping):
             raise InputError(f"the schema of parameter {name!r} must be a mapping.")
+        secret = spec.get("secret") is True
         out.append(
             Parameter(
                 name=name,
                 type=str(spec.get("type", "any")),
-                default=spec.get("default"),
+                default=None if secret else spec.get("default"),
                 help=str(spec.get("help") or ""),
-                nullable=bool(spec.get("nullable", False)),
+                nullable=secret or bool(spec.get("nullable", False)),
+                secret=secret,
             )
         )
     return tuple(out)
@@ -163,6 +169,7 @@ class ManifestContext:
     memory: str = "2Gi"
     source_sha256: str = ""
     description: str = ""
+    secret_name: str | None = None  # the Kubernetes Secret holding the secret parameters (default NAME-secrets)
 
     def __post_init__(self) -> None:
         check_dist_name(self.dist_name)
@@ -176,13 +183,16 @@ class ManifestContext:
             if parameter.name in seen:
                 raise InputError(f"the parameter {parameter.name!r} is given twice.")
             seen.add(parameter.name)
-            parameter.check_value(parameter.default, "the default")
+            if not parameter.secret:
+                parameter.check_value(parameter.default, "the default")
         by_name = {p.name: p for p in self.parameters}
         size = 1
         for name, values in self.grid.items():
             if name not in by_name:
                 known = ", ".join(sorted(by_name)) or "none"
                 raise InputError(f"the sweep grid names {name!r}, which is not a parameter (known: {known}).")
+            if by_name[name].secret:
+                raise InputError(f"the sweep grid names {name!r}, a secret parameter, which a sweep cannot vary.")
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
                 raise InputError(f"the sweep grid for {name!r} must be a non-empty list of values.")
             for value in values:
@@ -201,6 +211,16 @@ class ManifestContext:
             raise InputError(f"the source hash {self.source_sha256!r} is not a sha256 hex digest.")
         if not isinstance(self.output_flag, str) or not re.fullmatch(r"--[a-z][a-z0-9-]*", self.output_flag):
             raise InputError(f"the output option {self.output_flag!r} must look like --output.")
+        if self.secret_name is not None and not _DNS_SUBDOMAIN.match(self.secret_name):
+            raise InputError(f"the Secret name {self.secret_name!r} is not a DNS-1123 subdomain.")
+        for parameter in self.parameters:
+            if parameter.secret and not _SECRET_KEY.match(parameter.name):
+                raise InputError(f"the secret parameter {parameter.name!r} cannot be a key of a Kubernetes Secret.")
+
+    @property
+    def secrets(self) -> str:
+        """The name of the Kubernetes Secret the secret parameters are read from."""
+        return self.secret_name or f"{self.name}-secrets"
 
     @property
     def name(self) -> str:
@@ -254,9 +274,25 @@ def _pod_spec(ctx: ManifestContext, args: list[str], env: list[dict[str, Any]] |
     }
 
 
+def secret_env_name(parameter: Parameter) -> str:
+    return SECRET_ENV_PREFIX + parameter.name.upper()
+
+
+def _secret_env(ctx: ManifestContext) -> list[dict[str, Any]]:
+    """One env var per secret parameter, from a key of the build's Secret (never a literal)."""
+    return [
+        {"name": secret_env_name(p), "valueFrom": {"secretKeyRef": {"name": ctx.secrets, "key": p.name}}}
+        for p in ctx.parameters
+        if p.secret
+    ]
+
+
 def _train_args(ctx: ManifestContext) -> list[str]:
     args = ["train"]
     for parameter in ctx.parameters:
+        if parameter.secret:  # read by the job from the env var the Secret fills
+            args += [f"--{parameter.name}", f"env:{secret_env_name(parameter)}"]
+            continue
         args += [f"--{parameter.name}", k8s_literal(cli_value(parameter.default))]
     # Each run writes its own folder on the runs volume, named after its pod (unique per run).
     return args + [ctx.output_flag, f"{RUNS_MOUNT}/$(RUN_NAME)"]
@@ -278,7 +314,7 @@ def train_job(ctx: ManifestContext) -> dict[str, Any]:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _metadata(ctx, f"{ctx.name}-train", "train"),
-        "spec": _job(ctx, "train", _pod_spec(ctx, _train_args(ctx), env=[_RUN_NAME_ENV])),
+        "spec": _job(ctx, "train", _pod_spec(ctx, _train_args(ctx), env=[_RUN_NAME_ENV, *_secret_env(ctx)])),
     }
 
 
@@ -294,7 +330,7 @@ def retrain_cronjob(ctx: ManifestContext) -> dict[str, Any]:
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
                 "metadata": {"labels": _labels(ctx, "retrain")},
-                "spec": _job(ctx, "retrain", _pod_spec(ctx, _train_args(ctx), env=[_RUN_NAME_ENV])),
+                "spec": _job(ctx, "retrain", _pod_spec(ctx, _train_args(ctx), env=[_RUN_NAME_ENV, *_secret_env(ctx)])),
             },
         },
     }
@@ -312,6 +348,7 @@ def sweep_job(ctx: ManifestContext) -> dict[str, Any]:
                 "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
             },
         },
+        *_secret_env(ctx),  # each point's job reads $NB2PROD_SECRET_<NAME>
     ]
     # The entry point picks grid point $JOB_COMPLETION_INDEX; each point writes its own folder.
     args = ["sweep", ctx.output_flag, f"{RUNS_MOUNT}/$(SWEEP_JOB)/point-$(SWEEP_INDEX)"]
@@ -337,7 +374,10 @@ def sweep_job(ctx: ManifestContext) -> dict[str, Any]:
 def kubeflow_component(ctx: ManifestContext) -> dict[str, Any]:
     inputs = []
     args: list[Any] = []
+    secrets = [p for p in ctx.parameters if p.secret]
     for parameter in ctx.parameters:
+        if parameter.secret:  # not an input: KFP would record its value with the run
+            continue
         entry: dict[str, Any] = {
             "name": parameter.name,
             "type": _KFP_TYPES[parameter.type],
@@ -349,10 +389,19 @@ def kubeflow_component(ctx: ManifestContext) -> dict[str, Any]:
         args += [f"--{parameter.name}", {"inputValue": parameter.name}]
     args += [ctx.output_flag, {"outputPath": "run"}]
     description = ctx.description or f"Train {ctx.dist_name} {ctx.version} (generated by nb2prod {__version__})."
+    annotations = {"nb2prod.io/version": ctx.version, "nb2prod.io/image": ctx.image}
+    if secrets:
+        annotations["nb2prod.io/secrets"] = ", ".join(
+            f"{p.name}: ${secret_env_name(p)} from Secret {ctx.secrets} key {p.name}" for p in secrets
+        )
+        description += (
+            f" Secret parameters ({', '.join(p.name for p in secrets)}) are read from the environment: set them from"
+            f" the Secret {ctx.secrets} (kfp.kubernetes.use_secret_as_env)."
+        )
     return {
         "name": f"{ctx.dist_name} train",
         "description": description,
-        "metadata": {"annotations": {"nb2prod.io/version": ctx.version, "nb2prod.io/image": ctx.image}},
+        "metadata": {"annotations": annotations},
         "inputs": inputs,
         "outputs": [{"name": "run", "type": "Directory", "description": "The run folder of this training run."}],
         "implementation": {"container": {"image": ctx.image, "command": [*ENTRYPOINT, "train"], "args": args}},
@@ -429,6 +478,7 @@ def render_build_manifests(
     image: str | None = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
     schedule: str | None = None,
+    secret_name: str | None = None,
 ) -> dict[str, str]:
     """The manifests of a build, for the renderer: `render_manifest_files` with the build's values.
 
@@ -444,5 +494,6 @@ def render_build_manifests(
         schedule=schedule or "0 3 * * 1",
         grid=dict(grid or {}),
         source_sha256=source_sha256,
+        secret_name=secret_name,
     )
     return render_manifest_files(ctx)

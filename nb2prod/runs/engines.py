@@ -22,8 +22,10 @@ from typing import Any
 
 from nb2prod.runs.collect import OUTPUT_ENV, collect, collect_cell_source
 from nb2prod.runs.record import ERRORED, FAILED_GATE, SUCCEEDED, CellRef, Failure
+from nb2prod.runtime import JOB_SECRETS_ENV, redact_text, secret_forms
 
 COLLECT_TAG = "nb2prod-collect"
+SECRETS_TAG = "nb2prod-secrets"
 GATE_ERRORS = ("AssertionError", "QualityGateError")
 EXECUTED_NOTEBOOK = "notebook.ipynb"
 LOG_FILE = "output.log"
@@ -45,6 +47,7 @@ class JobSpec:
     inputs_expression: str | None = None  # example rows for predict (config example_inputs)
     cell_roles: dict[int, tuple[str, ...]] = field(default_factory=dict)  # notebook cell index → roles
     notebook_name: str | None = None
+    secrets: tuple[str, ...] = ()  # secret parameters: handed to the job in memory, never written
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,15 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
         if isinstance(cell.metadata["nb2prod"], dict):
             cell.metadata["nb2prod"]["job_cell"] = index
 
+    secret_values = {name: params[name] for name in spec.secrets if params.get(name) not in ("", None)}
+    params = {name: value for name, value in params.items() if name not in spec.secrets}
+    environ = {OUTPUT_ENV: str(run_dir), "PYTHONPATH": _pythonpath(spec.src_dir)}
+    if secret_values:
+        environ[JOB_SECRETS_ENV] = json.dumps(secret_values)
+        at = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), 0)
+        secrets_cell = nbformat.v4.new_code_cell(secrets_cell_source(tuple(secret_values)))
+        secrets_cell.metadata["tags"] = [SECRETS_TAG]
+        nb.cells.insert(at + 1, secrets_cell)  # after papermill's injected cell, which follows `parameters`
     output = run_dir / EXECUTED_NOTEBOOK
     started = time.perf_counter()
     failure: Failure | None = None
@@ -171,7 +183,7 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
         nbformat.write(nb, job_copy)
         kernel = spec.kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
         try:
-            with _environ(**{OUTPUT_ENV: str(run_dir), "PYTHONPATH": _pythonpath(spec.src_dir)}):
+            with _environ(**environ):
                 papermill.execute_notebook(
                     str(job_copy),
                     str(output),
@@ -198,6 +210,23 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
     return EngineOutcome(
         status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else (), collect_s
     )
+
+
+def secrets_cell_source(names: tuple[str, ...]) -> str:
+    """A cell binding the secret parameters from the kernel's environment, which it then forgets:
+    the executed notebook holds this code, never the values."""
+    from nb2prod import escape
+
+    lines = [
+        "# secret parameters, from the kernel's environment (their values are never written)",
+        "import json as _nb2prod_json",
+        "import os as _nb2prod_os",
+        "",
+        f"_nb2prod_secrets = _nb2prod_json.loads(_nb2prod_os.environ.pop({escape.py_str(JOB_SECRETS_ENV)}))",
+    ]
+    lines += [f"{escape.py_identifier(name)} = _nb2prod_secrets[{escape.py_str(name)}]" for name in names]
+    lines.append("del _nb2prod_json, _nb2prod_os, _nb2prod_secrets")
+    return "\n".join(lines)
 
 
 def papermill_parameters_source(source: str) -> str:
@@ -362,12 +391,14 @@ def _chdir(path: Path) -> Iterator[None]:
 
 
 class _Tee(io.TextIOBase):
-    def __init__(self, *streams: Any):
+    def __init__(self, *streams: Any, forms: tuple[str, ...] = ()):
         self.streams = streams
+        self.forms = forms  # secret spellings, redacted on the way to a terminal
 
     def write(self, text: str) -> int:
+        shown = redact_text(text, self.forms) if self.forms else text
         for stream in self.streams:
-            stream.write(text)
+            stream.write(shown)
         return len(text)
 
     def flush(self) -> None:
@@ -385,8 +416,9 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
         train_module = importlib.import_module(f"{spec.package}.train")
         gate_error = getattr(train_module, "QualityGateError", None)
         params_obj = _params_object(spec.package, params)
-        out = _Tee(log, sys.stdout) if echo else log
-        err = _Tee(log, sys.stderr) if echo else log
+        forms = tuple(secret_forms(params.get(name) for name in spec.secrets))
+        out = _Tee(log, sys.stdout, forms=forms) if echo else log
+        err = _Tee(log, sys.stderr, forms=forms) if echo else log
         with _chdir(spec.workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 namespace = train_module.run(params_obj)

@@ -47,6 +47,7 @@ class ParameterSpec:
     default: Any
     help: str = ""
     nullable: bool = False  # None (YAML null, `-p NAME null`) is accepted
+    secret: bool = False  # given as env:VARIABLE or file:PATH, never written to disk
 
     @property
     def element_type(self) -> str | None:
@@ -101,7 +102,10 @@ def specs_from_schema(schema: Any) -> dict[str, ParameterSpec]:
             kind = _kind_of(default) if default is not None else "any"
         nullable = bool(entry.get("nullable", default is None))
         help_text = str(entry.get("help") or entry.get("description") or "")
-        specs[name] = ParameterSpec(name, kind, default, help_text, nullable)
+        secret = entry.get("secret") is True
+        if secret:
+            default = "" if kind == "str" else None
+        specs[name] = ParameterSpec(name, kind, default, help_text, nullable or default is None, secret)
     return specs
 
 
@@ -244,19 +248,58 @@ def resolve_params(
     files: list[Path] = (),  # type: ignore[assignment]
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Defaults, then each parameters file, then each `-p NAME VALUE`; the values and the overridden names."""
+    values, overridden, _secrets = resolve_with_secrets(specs, pairs, files)
+    return values, overridden
+
+
+def resolve_with_secrets(
+    specs: dict[str, ParameterSpec],
+    pairs: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    files: list[Path] = (),  # type: ignore[assignment]
+) -> tuple[dict[str, Any], tuple[str, ...], dict[str, str]]:
+    """Defaults, then each parameters file, then each `-p NAME VALUE`: the values, the overridden
+    names, and where each secret parameter's value came from (`env:NAME`, `file:PATH`).
+
+    A secret is read from the environment variable or file it names (else from
+    $NB2PROD_SECRET_<NAME> when set); a literal value for it is refused without being repeated."""
+    from nb2prod.runtime import ParameterError, resolve_secrets
+
     values = {name: spec.default for name, spec in specs.items()}
     overridden: list[str] = []
+    references: dict[str, tuple[Any, str]] = {}  # secret -> (reference, place)
     for path in files:
         for name, value in read_params_file(path).items():
             spec = specs.get(str(name))
             if spec is None:
                 raise _unknown(str(name), specs, str(path))
-            values[spec.name] = check_value(spec, value, str(path))
+            if spec.secret:
+                references[spec.name] = (value, str(path))
+            else:
+                values[spec.name] = check_value(spec, value, str(path))
             overridden.append(spec.name)
     for name, text in pairs:
         spec = specs.get(name)
         if spec is None:
             raise _unknown(name, specs, f"-p {name}")
-        values[name] = convert_text(spec, text, f"-p {name}")
+        if spec.secret:
+            references[name] = (text, f"-p {name}")
+        else:
+            values[name] = convert_text(spec, text, f"-p {name}")
         overridden.append(name)
-    return values, tuple(dict.fromkeys(overridden))
+    schema = {
+        name: {"type": spec.type, "nullable": spec.nullable, "secret": True}
+        for name, spec in specs.items()
+        if spec.secret
+    }
+    secrets: dict[str, str] = {}
+    for name in schema:
+        given = {name: references[name][0]} if name in references else {}
+        place = references[name][1] if name in references else f"secret parameter {name!r}"
+        try:
+            found, sources = resolve_secrets({name: schema[name]}, given)
+        except ParameterError as exc:
+            text = str(exc)
+            raise InputError(f"{place}: {text[0].lower() + text[1:]}.") from None
+        values.update(found)
+        secrets.update(sources)
+    return values, tuple(dict.fromkeys(overridden)), secrets

@@ -154,6 +154,7 @@ class RunManifest:
     predict_inputs: Contract | None = None  # example rows predict was fed in the notebook (example_inputs)
     gates: tuple[dict[str, Any], ...] = ()  # the build's quality gates, thresholds resolved: {metric, op, value, ...}
     notes: tuple[str, ...] = ()  # what could not be recorded, e.g. no fit(...) call to take a contract from
+    secrets: dict[str, str] = field(default_factory=dict)  # secret parameter -> where its value came from
     manifest_version: int = MANIFEST_VERSION
 
     @property

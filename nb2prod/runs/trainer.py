@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,7 +19,7 @@ from nb2prod.runs.contract import find_fit_call, to_jsonable
 from nb2prod.runs.engines import JobSpec, run_papermill, run_python
 from nb2prod.runs.hashing import sha256_file, sha256_tree
 from nb2prod.runs.ids import utc_now_iso
-from nb2prod.runs.params import resolve_params
+from nb2prod.runs.params import resolve_with_secrets
 from nb2prod.runs.provenance import data_inputs, git_info, installed_pins, platform_name, python_version
 from nb2prod.runs.record import (
     ERRORED,
@@ -33,7 +33,9 @@ from nb2prod.runs.record import (
     Timings,
     record_from_dict,
 )
+from nb2prod.runs.redaction import redaction
 from nb2prod.runs.store import RunStore, StoredRun, file_digests, write_json
+from nb2prod.runtime import redacted
 
 ENGINES = ("papermill", "python")
 DEFAULT_STORE = "runs"
@@ -47,6 +49,7 @@ class TrainRequest:
     engine: str
     store: RunStore
     model_format: str = "auto"
+    secrets: dict[str, str] = field(default_factory=dict)  # secret parameter -> `env:NAME` / `file:PATH`
 
 
 def default_store(build: BuildInfo, signing_key: bytes | None = None) -> RunStore:
@@ -87,10 +90,10 @@ def prepare(
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}: use papermill or python.")
     build = locate_build(target)
-    params, overrides = resolve_params(build.parameters, pairs, files)
+    params, overrides, secrets = resolve_with_secrets(build.parameters, pairs, files)
     run_store = RunStore(store, signing_key=signing_key) if store is not None else default_store(build, signing_key)
     run_store.signing_key  # noqa: B018 - a configured key file that cannot be read is refused before the job runs
-    return TrainRequest(build, params, overrides, engine, run_store, model_format)
+    return TrainRequest(build, params, overrides, engine, run_store, model_format, secrets)
 
 
 def train_target(
@@ -122,21 +125,24 @@ def execute(request: TrainRequest) -> StoredRun:
         inputs_expression=build.example_inputs,
         cell_roles=build.cell_roles,
         notebook_name=build.notebook.name if build.notebook else None,
+        secrets=tuple(name for name, p in build.parameters.items() if p.secret),
     )
+    hidden = redaction(spec.secrets, request.params)
+    written_params = to_jsonable(redacted(request.params, spec.secrets))
     try:
         run_id, folder = request.store.staging_dir()
     except OSError as exc:
         raise InputError(f"cannot write runs into {request.store.root} ({exc.strerror or exc}).") from None
     try:
-        data = data_inputs(request.params, build.workdir)  # before the job: what it read, not what it wrote
+        data = data_inputs(written_params, build.workdir)  # before the job: what it read, not what it wrote
         git = git_info(build.workdir)
         t_engine = time.perf_counter()
         runner = run_papermill if request.engine == "papermill" else run_python
         outcome = runner(spec, request.params, folder)
         execute_s = time.perf_counter() - t_engine
 
-        report = _read_report(folder)
-        status, failure = outcome.status, outcome.failure
+        report = hidden.scrub(_read_report(folder))
+        status, failure = outcome.status, hidden.scrub_failure(outcome.failure)
         model = record_from_dict(ModelArtifact, report["model"]) if report.get("model") else None
         if status == SUCCEEDED and model is None:
             status = ERRORED
@@ -150,7 +156,7 @@ def execute(request: TrainRequest) -> StoredRun:
         contract = record_from_dict(Contract, report["contract"]) if report.get("contract") else None
         predict_inputs = record_from_dict(Contract, report["predict_inputs"]) if report.get("predict_inputs") else None
 
-        write_json(folder / "params.json", to_jsonable(request.params))
+        write_json(folder / "params.json", written_params)
         write_json(folder / "metrics.json", metrics)
         if contract is not None or predict_inputs is not None:
             write_json(
@@ -164,7 +170,15 @@ def execute(request: TrainRequest) -> StoredRun:
         pins = installed_pins()
         (folder / "environment.txt").write_text("".join(f"{pin}\n" for pin in pins))
         code_sha = _snapshot_code(build, folder / "code")
-        gates, gate_notes = resolve_gates(build.raw.get("gates") or (), to_jsonable(request.params))
+        gates, gate_notes = resolve_gates(build.raw.get("gates") or (), written_params)  # a secret is never a threshold
+        leaked = hidden.scrub_folder(folder)  # what the job printed or wrote: no byte of a secret stays
+        if leaked:
+            report.setdefault("problems", []).append(leaked)
+            if status == SUCCEEDED:
+                status = ERRORED
+                failure = Failure("SecretInArtifact", leaked, CellRef(role="collect"))
+            if model is not None and not (folder / model.file).exists():
+                model = None
         finished_at = utc_now_iso()
         total_s = time.perf_counter() - t0
         manifest = RunManifest(
@@ -181,7 +195,7 @@ def execute(request: TrainRequest) -> StoredRun:
                 code_sha256=code_sha,
                 nb2prod_version=__version__,
             ),
-            params=to_jsonable(request.params),
+            params=written_params,
             overrides=request.overrides,
             metrics=metrics,
             model=model,
@@ -207,6 +221,7 @@ def execute(request: TrainRequest) -> StoredRun:
             predict_inputs=predict_inputs,
             gates=gates,
             notes=tuple(str(p) for p in report.get("problems", [])) + gate_notes,
+            secrets=dict(request.secrets),
         )
         return request.store.commit(folder, manifest)
     except BaseException:

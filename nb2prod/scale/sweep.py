@@ -124,6 +124,12 @@ def expand_grid(build: Any, grid: dict[str, list[Any]], from_config: bool) -> li
             known = ", ".join(sorted(build.parameters)) or "none"
             place = "the config's sweep" if from_config else f"--grid {name}"
             raise InputError(f"{place}: unknown parameter {name!r} (the job's parameters are: {known}).")
+        if spec.secret:
+            place = "the config's sweep" if from_config else f"--grid {name}"
+            raise InputError(
+                f"{place}: parameter {name!r} is secret, so a sweep cannot vary it; pass it once with"
+                f" `-p {name} env:VARIABLE` or `-p {name} file:PATH`."
+            )
         if from_config:
             typed[name] = [check_value(spec, v, f"the config's sweep for {name!r}") for v in values]
         else:

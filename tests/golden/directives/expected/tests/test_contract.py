@@ -27,7 +27,8 @@ def test_package_imports_and_exports() -> None:
 def test_parameters_round_trip() -> None:
     defaults = Params()
     assert dataclasses.asdict(defaults) == {
-        name: spec["default"] for name, spec in PARAMETER_SCHEMA.items()
+        name: spec.get("default", "" if spec["type"] == "str" else None)
+        for name, spec in PARAMETER_SCHEMA.items()
     }
     assert Params.from_dict(json.loads(json.dumps(defaults.to_dict()))) == defaults
     with pytest.raises(_runtime.ParameterError):

@@ -526,7 +526,12 @@ def parse_overrides(
         elif flag in ("-f", "--file"):
             if not args:
                 raise ParameterError(f"{flag} needs a file of parameters")
-            values.update(coerce_all(schema, _read_parameter_file(args.pop(0))))
+            loaded = _read_parameter_file(args.pop(0))
+            secrets = {k: v for k, v in loaded.items() if k in secret_names(schema)}
+            for key, reference in secrets.items():
+                secret_text(key, reference)
+            others = {k: v for k, v in loaded.items() if k not in secrets}
+            values.update({**coerce_all(schema, others), **secrets})
             continue
         elif flag.startswith("--"):
             key = flag[2:]
@@ -548,6 +553,10 @@ def parse_overrides(
             raise ParameterError(
                 f"unknown parameter {name!r}; the parameters are: {', '.join(schema) or 'none'}"
             )
+        if schema[name].get("secret"):
+            secret_text(name, value)  # refuses a literal; the value is read once, below
+            values[name] = value
+            continue
         values[name] = coerce(name, schema[name], value)
     return values, options
 
@@ -575,6 +584,116 @@ def _read_parameter_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParameterError(f"{path} must hold a mapping of parameter names to values")
     return data
+
+
+SECRET_ENV_PREFIX = "NB2PROD_SECRET_"
+REDACTED = "***"
+JOB_SECRETS_ENV = "NB2PROD_JOB_SECRETS"  # secret values (JSON) handed to a job's kernel
+MIN_REDACTED_LENGTH = 4  # shorter values are too common to scrub from text
+
+
+def secret_names(schema: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
+    """The parameters the schema marks `secret: true`."""
+    return tuple(name for name, spec in schema.items() if spec.get("secret"))
+
+
+def secret_text(
+    name: str, reference: Any, environ: Mapping[str, str] | None = None
+) -> str:
+    """The text of secret parameter `name` from `env:VARIABLE` or `file:PATH` (its trailing
+    newline dropped); a literal value is refused, so a secret never sits in a command line.
+    """
+    env = os.environ if environ is None else environ
+    ref = reference if isinstance(reference, str) else ""
+    if ref.startswith("env:") and ref[4:]:
+        if ref[4:] not in env:
+            raise ParameterError(
+                f"secret parameter {name!r}: the environment variable {ref[4:]} is not set"
+            )
+        return env[ref[4:]]
+    if ref.startswith("file:") and ref[5:]:
+        try:
+            return Path(ref[5:]).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ParameterError(
+                f"secret parameter {name!r}: cannot read the file {ref[5:]} ({why})"
+            ) from None
+    raise ParameterError(
+        f"parameter {name!r} is secret: pass its value as env:VARIABLE or file:PATH,"
+        " never as a literal value"
+    )
+
+
+def resolve_secrets(
+    schema: Mapping[str, Mapping[str, Any]],
+    given: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each secret parameter's value and where it came from (`env:NAME`, `file:PATH`), from the
+    reference given for it, else from $NB2PROD_SECRET_<NAME> when that is set; a secret given
+    neither keeps its empty default and is left out."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in secret_names(schema):
+        if name in given:
+            reference = given[name]
+        elif SECRET_ENV_PREFIX + name.upper() in env:
+            reference = f"env:{SECRET_ENV_PREFIX}{name.upper()}"
+        else:
+            continue
+        text = secret_text(name, reference, env)
+        spec = schema[name]
+        kind = spec.get("type", "any")
+        values[name] = text if kind in ("str", "any") else coerce(name, spec, text)
+        sources[name] = str(reference)
+    return values, sources
+
+
+def redacted(params: Mapping[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
+    """The parameters as written to disk: each secret with a value is `***`."""
+    hidden = set(secrets)
+    return {
+        k: REDACTED if k in hidden and v not in ("", None) else v
+        for k, v in params.items()
+    }
+
+
+def secret_forms(values: Iterable[Any]) -> list[str]:
+    """The spellings of secret values that redaction removes from text: the value, its repr and
+    JSON escapes, base64 and hex; longest first."""
+    import base64
+
+    forms: set[str] = set()
+    for value in values:
+        if value is None or value == "":
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        raw = text.encode("utf-8")
+        forms.update(
+            {
+                text,
+                repr(text)[1:-1],
+                json.dumps(text)[1:-1],
+                json.dumps(text, ensure_ascii=False)[1:-1],
+                base64.b64encode(raw).decode(),
+                base64.urlsafe_b64encode(raw).decode(),
+                raw.hex(),
+                raw.hex().upper(),
+            }
+        )
+    return sorted(
+        (f for f in forms if len(f) >= MIN_REDACTED_LENGTH), key=len, reverse=True
+    )
+
+
+def redact_text(text: str, forms: Sequence[str]) -> str:
+    """`text` with every spelling in `forms` (from `secret_forms`) replaced by `***`."""
+    for form in forms:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -940,8 +1059,10 @@ def save_outputs(
     namespace: Mapping[str, Any],
     model_variable: str,
     params: Mapping[str, Any],
+    secrets: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Write the model, its sha256, the metrics and the parameters of a finished job."""
+    """Write the model, its sha256, the metrics and the parameters of a finished job (each
+    secret in `secrets` as `***`)."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     check_loadable(namespace[model_variable], model_variable)
@@ -951,7 +1072,8 @@ def save_outputs(
         json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     (folder / "params.json").write_text(
-        json.dumps(to_jsonable(dict(params)), indent=2, sort_keys=True) + "\n",
+        json.dumps(to_jsonable(redacted(params, secrets)), indent=2, sort_keys=True)
+        + "\n",
         encoding="utf-8",
     )
     return {"model": MODEL_FILE, "sha256": digest, "metrics": metrics}
@@ -1078,7 +1200,8 @@ JOB_MODULE = "_job.py"
 def run_job(package: str, params: Any) -> dict[str, Any]:
     """Execute the job's cells (`_job.py` beside this module) at module level and return the
     names they bound, as papermill runs job/train.ipynb: in a fresh namespace named `__main__`,
-    with the parameters bound first, cell after cell. An error in a metrics cell lets the later
+    with the parameters bound first (a secret left empty is read from $NB2PROD_SECRET_<NAME>
+    when that is set, so the generated tests can run the job), cell after cell. An error in a metrics cell lets the later
     cells run and is raised at the end, with the names bound on its `job_namespace` attribute
     (a failed gate still has metrics and a model to record); any other error stops the job.
     """
@@ -1109,6 +1232,9 @@ def run_job(package: str, params: Any) -> dict[str, Any]:
         values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
     else:
         values = dict(params)
+    schema = params.schema() if hasattr(params, "schema") else {}
+    empty = [n for n in secret_names(schema) if values.get(n) in ("", None)]
+    values.update(resolve_secrets({n: schema[n] for n in empty}, {})[0])
     namespace.update(values)
     failed: Exception | None = None
     for role, statements in groups:
@@ -1140,6 +1266,39 @@ def _job_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class _RedactingStream:
+    """A text stream that writes through to `stream` with secret values as `***`."""
+
+    def __init__(self, stream: Any, forms: Sequence[str]):
+        self._stream = stream
+        self._forms = forms
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text, self._forms))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _redacting_output:
+    """`with _redacting_output(forms):` the job's prints reach the terminal redacted."""
+
+    def __init__(self, forms: Sequence[str]):
+        self.forms = forms
+        self.saved: tuple[Any, Any] | None = None
+
+    def __enter__(self) -> None:
+        if self.forms:
+            self.saved = (sys.stdout, sys.stderr)
+            sys.stdout = _RedactingStream(sys.stdout, self.forms)  # type: ignore[assignment]
+            sys.stderr = _RedactingStream(sys.stderr, self.forms)  # type: ignore[assignment]
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved is not None:
+            sys.stdout, sys.stderr = self.saved
+
+
 def train_main(
     argv: Sequence[str] | None,
     run: Any,
@@ -1157,12 +1316,21 @@ def train_main(
             f"working directory of the job: --data-dir, else ${DATA_DIR_ENV}, else the notebook's folder"
             " (or config data_dir) when run from the build folder, else the current directory"
         )
+        hidden = secret_names(params_class.schema())
+        if hidden:
+            print(
+                f"secret parameters ({', '.join(hidden)}): --NAME env:VARIABLE or --NAME file:PATH,"
+                f" else ${SECRET_ENV_PREFIX}<NAME>; never written to disk"
+            )
         return 0
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        values, options = parse_overrides(args, params_class.schema())
+        schema = params_class.schema()
+        values, options = parse_overrides(args, schema)
+        values.update(resolve_secrets(schema, values)[0])
         params = params_class(**values)
+        forms = secret_forms(values.get(name) for name in secret_names(schema))
         workdir = job_workdir(__file__, options.get("data_dir"))
         if not workdir.is_dir():
             raise ParameterError(f"--data-dir {workdir} is not a folder")
@@ -1171,21 +1339,22 @@ def train_main(
         return 2
     output = os.path.abspath(options.get("output", "model"))
     try:
-        with working_directory(workdir):
+        with working_directory(workdir), _redacting_output(forms):
             namespace = run(params)
     except QualityGateError as exc:
-        print(
-            f"quality gate failed: {describe_exception(exc, source_map())}",
-            file=sys.stderr,
-        )
+        told = redact_text(describe_exception(exc, source_map()), forms)
+        print(f"quality gate failed: {told}", file=sys.stderr)
         return 1
     except Exception as exc:
         if debug:
             raise
-        print(f"error: {describe_exception(exc, source_map())}", file=sys.stderr)
+        told = redact_text(describe_exception(exc, source_map()), forms)
+        print(f"error: {told}", file=sys.stderr)
         return 1
     try:
-        saved = save_outputs(output, namespace, model_variable, params.to_dict())
+        saved = save_outputs(
+            output, namespace, model_variable, params.to_dict(), secret_names(schema)
+        )
     except UnloadableModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
