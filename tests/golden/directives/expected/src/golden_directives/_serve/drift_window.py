@@ -26,6 +26,7 @@ import math
 import os
 import queue
 import threading
+import time
 import urllib.parse
 from bisect import bisect_left
 from collections import deque
@@ -280,8 +281,12 @@ def check_webhook(url: str | None) -> str | None:
     """The webhook URL, or a ValueError with one sentence saying what is wrong with it."""
     if url is None:
         return None
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             f"--drift-webhook {url!r}: expected an http:// or https:// URL with a host"
         )
@@ -299,6 +304,7 @@ class Webhook:
     def __init__(self, url: str, timeout: float = WEBHOOK_TIMEOUT) -> None:
         self.url = url
         self.timeout = timeout
+        self.retry_after = 1.0  # seconds before the second try
         self.sent = 0
         self.failed = 0
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -349,6 +355,8 @@ class Webhook:
                     )
                     if attempt == 2:
                         self.failed += 1
+                    else:
+                        time.sleep(self.retry_after)
 
 
 class _Window:
