@@ -184,7 +184,9 @@ def render(results: dict[str, dict[str, float]], local: dict[str, float], before
         f"`observe` {local['observe_us']:.1f} µs a row (six inputs and the score counted into the baseline's bins, "
         f"the oldest row taken out), one evaluation of a full 500-row window ({local['features']:.0f} columns: KS "
         f"or chi-squared, PSI) {local['evaluate_ms']:.3f} ms. A request pays only for handing its records to the "
-        f"writer thread, which the prediction log already does.",
+        f"writer thread, which the prediction log already does. The server CPU per request includes that "
+        f"thread's work: on a machine with cores to spare it runs beside the next request and latency does not "
+        f"move; on a CPU-saturated server it is the cost that would show.",
     ]
     return "\n".join(lines) + "\n"
 

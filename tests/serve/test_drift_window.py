@@ -118,8 +118,58 @@ def test_removing_rows_restores_the_counts() -> None:
     assert category_key(float("nan")) is None and category_key(True) == "True"
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/x", "file:///etc/passwd", "localhost:9000", "http://", "hooks"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.org/x", "file:///etc/passwd", "localhost:9000", "http://", "hooks", "http://h:port/x"]
+)
 def test_a_webhook_must_be_an_http_url_with_a_host(url: str) -> None:
     with pytest.raises(ValueError, match="expected an http:// or https:// URL"):
         check_webhook(url)
     assert check_webhook("https://hooks.example.org/drift?k=1") == "https://hooks.example.org/drift?k=1"
+
+
+def test_a_failed_webhook_call_is_logged_and_tried_once_more_never_raised(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from nb2prod.serve.shipped.drift_window import Webhook
+
+    caplog.set_level("WARNING", logger="nb2prod.serve")
+    answers = [500, 204]  # the receiver fails once, then accepts
+    bodies: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(answers.pop(0))
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+    try:
+        retried = Webhook(f"http://127.0.0.1:{receiver.server_address[1]}/hook")
+        retried.post({"alarm": "drift", "state": "firing"})
+        dead = Webhook(f"http://127.0.0.1:{dead_port}/hook", timeout=2)
+        dead.post({"alarm": "drift", "state": "cleared"})
+        deadline = time.monotonic() + 60
+        while retried.sent + retried.failed < 1 or dead.sent + dead.failed < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert (retried.sent, retried.failed, dead.sent, dead.failed) == (1, 0, 0, 1)
+    assert bodies == [{"alarm": "drift", "state": "firing"}] * 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("firing call failed (HTTPError" in m and "trying once more" in m for m in messages) == 1
+    assert sum("cleared call failed" in m and "given up" in m for m in messages) == 1
+    assert sum("cleared call failed" in m and "trying once more" in m for m in messages) == 1

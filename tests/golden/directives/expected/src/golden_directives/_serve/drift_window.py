@@ -26,6 +26,7 @@ import math
 import os
 import queue
 import threading
+import time
 import urllib.parse
 from bisect import bisect_left
 from collections import deque
@@ -186,6 +187,7 @@ class Column:
         self.section = section  # "input" | "score"
         self.name = str(profile["name"])
         self.kind = str(profile.get("kind", "numeric"))
+        self.categorical = self.kind == "categorical"
         self.n_base = int(profile.get("count", 0)) - int(profile.get("missing", 0))
         self.edges = [float(e) for e in profile.get("edges") or ()]
         self.base_counts = [int(c) for c in profile.get("counts") or ()]
@@ -203,8 +205,10 @@ class Column:
 
     def key(self, value: Any) -> Any:
         """The window's key for a value: a bin index, a category, or None (missing)."""
-        if self.kind == "categorical":
+        if self.categorical:
             return category_key(value)
+        if type(value) is float:  # the common case, fast
+            return bisect_left(self.edges, value) if value - value == 0 else None
         number = _number(value)
         return None if number is None else bisect_left(self.edges, number)
 
@@ -280,8 +284,12 @@ def check_webhook(url: str | None) -> str | None:
     """The webhook URL, or a ValueError with one sentence saying what is wrong with it."""
     if url is None:
         return None
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             f"--drift-webhook {url!r}: expected an http:// or https:// URL with a host"
         )
@@ -299,6 +307,7 @@ class Webhook:
     def __init__(self, url: str, timeout: float = WEBHOOK_TIMEOUT) -> None:
         self.url = url
         self.timeout = timeout
+        self.retry_after = 1.0  # seconds before the second try
         self.sent = 0
         self.failed = 0
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -349,6 +358,8 @@ class Webhook:
                     )
                     if attempt == 2:
                         self.failed += 1
+                    else:
+                        time.sleep(self.retry_after)
 
 
 class _Window:
@@ -359,7 +370,7 @@ class _Window:
         self.model_sha256 = sha
         self.columns = columns  # None: no usable baseline
         self.note = note  # "ok", "no baseline", "baseline unreadable: ..."
-        self.rows: deque[tuple[Any, ...]] = deque()
+        self.rows: deque[list[Any]] = deque()
         self.new_rows = 0
         self.features: list[dict[str, Any]] = []
         self.evaluated_rows = 0
@@ -425,25 +436,33 @@ class DriftMonitor:
                 if state is None or state.columns is None:
                     return
                 columns = state.columns
+                window = state.rows
                 for record in records:
                     if record.get("run") != state.run:
                         continue  # predicted by the run served before a reload
                     inputs = record.get("inputs")
                     inputs = inputs if isinstance(inputs, dict) else {}
-                    keys = tuple(
-                        c.key(
-                            score_of(record.get("output"))
-                            if c.section == "score"
-                            else inputs.get(c.name)
+                    score = score_of(record.get("output"))
+                    keys = []
+                    for column in columns:  # Column.add, inlined: this loop is the cost
+                        key = column.key(
+                            score
+                            if column.section == "score"
+                            else inputs.get(column.name)
                         )
-                        for c in columns
-                    )
-                    state.rows.append(keys)
-                    for column, key in zip(columns, keys):
-                        column.add(key)
-                    if len(state.rows) > self.window:
-                        for column, key in zip(columns, state.rows.popleft()):
-                            column.remove(key)
+                        keys.append(key)
+                        if key is not None:
+                            column.valid += 1
+                            if column.categorical:
+                                found = column.categories
+                                found[key] = found.get(key, 0) + 1
+                            else:
+                                column.counts[key] += 1
+                    window.append(keys)
+                    if len(window) > self.window:
+                        for column, key in zip(columns, window.popleft()):
+                            if key is not None:
+                                column.remove(key)
                     state.new_rows += 1
                     self.observed += 1
                 if state.new_rows >= self.every:
