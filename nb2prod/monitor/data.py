@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2prod.errors import InputError
+from nb2prod.parquet_chunks import parquet_tables
 
 CHUNK_ROWS = 100_000
 
@@ -106,8 +107,8 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
             parquet = pq.ParquetFile(file)
         except Exception as exc:
             raise InputError(f"{file}: not a readable parquet file ({exc})") from None
-        for batch in parquet.iter_batches(batch_size=chunk_rows):
-            yield Chunk(batch.to_pandas())
+        for table in parquet_tables(parquet, chunk_rows):
+            yield Chunk(table.to_pandas())
 
 
 def _split(frame: Any, chunk_rows: int) -> Iterator[Chunk]:

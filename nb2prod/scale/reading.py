@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2prod.errors import InputError
+from nb2prod.parquet_chunks import parquet_tables
 
 FORMATS = ("csv", "parquet", "jsonl")
 _SUFFIXES = {
@@ -159,7 +160,6 @@ def _csv_chunks(spec: InputSpec, chunk_rows: int, text_columns: tuple[str, ...])
 
 
 def _parquet_chunks(spec: InputSpec, chunk_rows: int) -> Iterator[Chunk]:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     first_row = 1
@@ -169,10 +169,10 @@ def _parquet_chunks(spec: InputSpec, chunk_rows: int) -> Iterator[Chunk]:
         parquet = pq.ParquetFile(file)
         rows = max(parquet.metadata.num_rows, 1)
         seen = 0
-        for batch in parquet.iter_batches(batch_size=chunk_rows):
-            seen += batch.num_rows
-            yield Chunk(first_row, pa.Table.from_batches([batch]), None, done_bytes + size * seen // rows)
-            first_row += batch.num_rows
+        for table in parquet_tables(parquet, chunk_rows):
+            seen += table.num_rows
+            yield Chunk(first_row, table, None, done_bytes + size * seen // rows)
+            first_row += table.num_rows
         done_bytes += size
 
 
