@@ -36,9 +36,11 @@ class Config:
     allow: tuple[str, ...] = ()  # error finding codes reported as notes ("allowed by configuration")
     data_dir: str | None = None  # the job's working directory (default: the notebook's folder)
     verify_tolerance: Mapping[str, float] | None = None  # metric -> allowed absolute difference in `verify`
+    store: str | None = None  # the run store (nb2prod/runs/location.py); not a build input, so not recorded
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["store"]  # where runs go does not change what a build writes
         data["requirements"] = list(self.requirements)
         data["sweep"] = {k: list(v) for k, v in self.sweep.items()} if self.sweep else None
         # settings added later appear only when set, so existing builds' records stay the same
@@ -55,7 +57,7 @@ class Config:
 _TYPES: dict[str, type] = {
     "name": str, "version": str, "python": str, "model_variable": str, "base_image": str, "requirements": list,
     "output": str, "example_inputs": str, "contract_variable": str, "line_length": int, "sweep": dict, "schedule": str,
-    "allow": list, "data_dir": str, "verify_tolerance": float,
+    "allow": list, "data_dir": str, "verify_tolerance": float, "store": str,
 }  # fmt: skip
 _FINDING_CODE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -87,6 +89,13 @@ def load_config(
         if key in values:
             values[key] = tuple(values[key])
     return Config(**values)
+
+
+def section_settings(section: Any, place: str, base: Path) -> dict[str, Any]:
+    """One layer of settings checked as `load_config` checks it (paths made absolute against `base`)."""
+    values: dict[str, Any] = {}
+    _merge(values, section, place, base)
+    return values
 
 
 def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: Path) -> None:
@@ -121,7 +130,7 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: P
                 raise InputError(f"{place}: {key} must be a whole number")
         elif not isinstance(value, str):
             raise InputError(f"{place}: {key} must be a string, not {type(value).__name__}")
-        if key_norm in ("output", "data_dir"):
+        if key_norm in ("output", "data_dir", "store"):
             value = str((base / value).resolve()) if not Path(value).is_absolute() else value
         problem = _invalid(key_norm, value)
         if problem:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -15,8 +14,12 @@ import click
 
 from nb2prod.runs.aliases import DEFAULT_ALIAS
 
-STORE_HELP = "Run store folder (default: $NB2PROD_STORE, else ./runs)."
-TRAIN_STORE_HELP = "Run store folder (default: runs/ beside the notebook)."
+STORE_HELP = (
+    "Run store folder (default: $NB2PROD_STORE, else config `store` of the nearest pyproject.toml, else ./runs)."
+)
+TRAIN_STORE_HELP = (
+    "Run store folder (default: $NB2PROD_STORE, else the notebook's config `store`, else runs/ beside the notebook)."
+)
 FORMAT = click.option(
     "--format",
     "fmt",
@@ -48,16 +51,41 @@ TRUST_PICKLE = click.option(
 )
 
 
-def _open_store(store: Path | None, signing_key_file: Path | None = None):
-    """The run store named by --store (default $NB2PROD_STORE, else ./runs), with the signing key of
-    --signing-key-file (default: from the environment)."""
+def _open_store(store: Path | None, signing_key_file: Path | None = None, target: Path | None = None):
+    """The run store of the one store rule (nb2prod/runs/location.py: --store, $NB2PROD_STORE, the
+    notebook or build `target` names, config `store`, ./runs), with the signing key of
+    --signing-key-file (default: from the environment). Says on stderr which store it is."""
     from nb2prod.runs.signing import resolve_signing_key
     from nb2prod.runs.store import RunStore
 
-    if store is None:
-        store = Path(os.environ.get("NB2PROD_STORE") or "runs")
+    location = resolve_store_location(store, target)
     key = resolve_signing_key(signing_key_file) if signing_key_file is not None else None
-    return RunStore(store, signing_key=key)
+    return RunStore(location.path, signing_key=key)
+
+
+def resolve_store_location(store: Path | None, target: Path | None = None):
+    """The store rule's answer for this command line, announced as `store: PATH (from ...)` on stderr."""
+    from nb2prod.runs.location import resolve_store
+
+    location = resolve_store(store, target)
+    announce_store(location)
+    return location
+
+
+def announce_store(location) -> None:
+    """One `store: PATH (from SOURCE)` line on stderr (never on stdout, so `--format json` stays JSON);
+    none with the global `-q`."""
+    from nb2prod.progress import quiet
+
+    if not quiet():
+        click.echo(location.describe(), err=True)
+
+
+def train_progress():
+    """The cell progress of `nb2prod train` on a terminal's stderr, or None (piped, or `-q`)."""
+    from nb2prod.progress import CellProgress, terminal
+
+    return CellProgress(sys.stderr) if terminal(sys.stderr) else None
 
 
 @contextlib.contextmanager
@@ -137,9 +165,22 @@ def train(
     from nb2prod.runs.trainer import train_target
 
     key = resolve_signing_key(signing_key_file) if signing_key_file is not None else None
-    run = train_target(
-        target, list(pairs), list(files), engine=engine, store=store, model_format=model_format, signing_key=key
-    )
+    location = resolve_store_location(store, target)
+    progress = train_progress()
+    try:
+        run = train_target(
+            target,
+            list(pairs),
+            list(files),
+            engine=engine,
+            store=location.path,
+            model_format=model_format,
+            signing_key=key,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
     manifest = run.manifest
     if fmt == "json":
         _echo_json({"path": str(run.path), **manifest.to_dict()})

@@ -45,6 +45,7 @@ class JobSpec:
     inputs_expression: str | None = None  # example rows for predict (config example_inputs)
     cell_roles: dict[int, tuple[str, ...]] = field(default_factory=dict)  # notebook cell index → roles
     notebook_name: str | None = None
+    on_cell: Any = field(default=None, compare=False)  # progress: (i, n, role, first line) as a cell starts
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
         job_copy = Path(tmp) / "train.ipynb"
         nbformat.write(nb, job_copy)
         kernel = spec.kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+        progress = {} if spec.on_cell is None else {"engine_name": progress_engine(), ON_CELL_ARG: _cell_reporter(spec)}
         try:
             with _environ(**{OUTPUT_ENV: str(run_dir), "PYTHONPATH": _pythonpath(spec.src_dir)}):
                 papermill.execute_notebook(
@@ -182,6 +184,7 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
                     log_output=False,
                     report_mode=False,
                     kernel_manager_class=ipc_kernel_manager(),
+                    **progress,
                 )
         except PapermillExecutionError:
             status, failure = _failure_from_notebook(spec, output, job_cells)
@@ -198,6 +201,51 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
     return EngineOutcome(
         status, failure, execute_s, cells_s, (EXECUTED_NOTEBOOK,) if output.exists() else (), collect_s
     )
+
+
+ON_CELL_ARG = "nb2prod_on_cell"
+PROGRESS_ENGINE = "nb2prod-progress"
+
+
+def progress_engine() -> str:
+    """papermill's nbclient engine, also calling `nb2prod_on_cell(notebook, cell, index)` as each cell starts
+    (registered on first use under PROGRESS_ENGINE)."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: Any, **kwargs: Any) -> Any:
+            report = kwargs.pop(ON_CELL_ARG, None)
+            start = nb_man.cell_start
+
+            def cell_start(cell: Any, cell_index: Any = None, **more: Any) -> Any:
+                if report is not None:
+                    report(nb_man.nb, cell, cell_index)
+                return start(cell, cell_index, **more)
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    if PROGRESS_ENGINE not in papermill_engines._engines:
+        papermill_engines.register(PROGRESS_ENGINE, ProgressEngine)
+    return PROGRESS_ENGINE
+
+
+def _cell_reporter(spec: "JobSpec") -> Any:
+    """(notebook, cell, index) -> spec.on_cell(i of n code cells, role, first line)."""
+
+    def report(nb: Any, cell: Any, index: Any) -> None:
+        if cell.get("cell_type") != "code":
+            return
+        code = [i for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
+        tags = cell.get("metadata", {}).get("tags", [])
+        role = "collect" if COLLECT_TAG in tags else "parameters" if "injected-parameters" in tags else None
+        role = role or _cell_role(cell, spec.cell_roles)
+        first = next((line.strip() for line in cell.get("source", "").splitlines() if line.strip()), "")
+        number = code.index(index) + 1 if index in code else len(code)
+        spec.on_cell(number, len(code), role, first)
+
+    return report
 
 
 def papermill_parameters_source(source: str) -> str:
@@ -385,6 +433,8 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
         train_module = importlib.import_module(f"{spec.package}.train")
         gate_error = getattr(train_module, "QualityGateError", None)
         params_obj = _params_object(spec.package, params)
+        if spec.on_cell is not None:  # the package's runtime reports each job cell as it starts
+            importlib.import_module(f"{spec.package}._runtime").ON_CELL = spec.on_cell
         out = _Tee(log, sys.stdout) if echo else log
         err = _Tee(log, sys.stderr) if echo else log
         with _chdir(spec.workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
