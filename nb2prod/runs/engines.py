@@ -241,7 +241,8 @@ def _cell_reporter(spec: "JobSpec") -> Any:
         tags = cell.get("metadata", {}).get("tags", [])
         role = "collect" if COLLECT_TAG in tags else "parameters" if "injected-parameters" in tags else None
         role = role or _cell_role(cell, spec.cell_roles)
-        first = next((line.strip() for line in cell.get("source", "").splitlines() if line.strip()), "")
+        lines = [line.strip() for line in cell.get("source", "").splitlines() if line.strip()]
+        first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")
         number = code.index(index) + 1 if index in code else len(code)
         spec.on_cell(number, len(code), role, first)
 
