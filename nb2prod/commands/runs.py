@@ -81,6 +81,22 @@ def announce_store(location) -> None:
         click.echo(location.describe(), err=True)
 
 
+def _elsewhere_hint(location) -> str:
+    """For an empty store found by the current-folder default: a store beside a notebook below."""
+    from nb2prod.runs.ids import is_run_id
+    from nb2prod.runs.location import FROM_CURRENT
+
+    if location.source != FROM_CURRENT:
+        return ""
+    for folder in sorted([*Path().glob("*/runs"), *Path().glob("*/*/runs")]):
+        if folder.is_dir() and any(is_run_id(entry.name) for entry in folder.iterdir()):
+            return (
+                f" (train keeps runs beside the notebook: {folder} holds some; use --store {folder}, or set"
+                " store under [tool.nb2prod] in pyproject.toml)"
+            )
+    return ""
+
+
 def train_progress():
     """The cell progress of `nb2prod train` on a terminal's stderr, or None (piped, or `-q`)."""
     from nb2prod.progress import CellProgress, terminal
@@ -222,8 +238,10 @@ def runs_list(store: Path | None, fmt: str) -> None:
 
     An unreadable run.json or alias file is skipped with a warning naming it."""
     from nb2prod.runs.aliases import AliasStore
+    from nb2prod.runs.store import RunStore
 
-    run_store = _open_store(store)
+    location = resolve_store_location(store)
+    run_store = RunStore(location.path)
     aliases = AliasStore(run_store)
     by_run: dict[str, list[str]] = {}
     with store_warnings():
@@ -249,7 +267,7 @@ def runs_list(store: Path | None, fmt: str) -> None:
         )
         return
     if not items:
-        click.echo(f"no runs in {run_store.root}")
+        click.echo(f"no runs in {run_store.root}{_elsewhere_hint(location)}")
         return
     rows = [("RUN", "STATUS", "ENGINE", "STARTED (UTC)", "ALIASES", "METRICS")]
     for r in items:

@@ -150,6 +150,8 @@ def test_without_config_train_and_runs_list_say_which_store_they_used(tmp_path: 
     assert "store: examples/ridge/runs (from notebook)" in trained.stderr.splitlines()
     listed = cli("runs", "list", cwd=tmp_path)
     assert "store: runs (from current folder)" in listed.stderr.splitlines()
+    assert listed.returncode == 0 and listed.stdout.startswith(f"no runs in {tmp_path / 'runs'} (")
+    assert "use --store examples/ridge/runs" in listed.stdout  # where train put them
     by_flag = cli("runs", "list", "--store", "examples/ridge/runs", "--format", "json", cwd=tmp_path)
     assert "store: examples/ridge/runs (from --store)" in by_flag.stderr.splitlines()
     assert len(json.loads(by_flag.stdout)) == 1
