@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from runs.conftest import write_ridge_project
 
 from nb2prod import api
 from nb2prod.progress import CellProgress, terminal
-
-from runs.conftest import write_ridge_project
 
 
 def _drain(fd: int) -> str:

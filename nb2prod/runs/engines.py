@@ -435,7 +435,7 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
         gate_error = getattr(train_module, "QualityGateError", None)
         params_obj = _params_object(spec.package, params)
         if spec.on_cell is not None:  # the package's runtime reports each job cell as it starts
-            importlib.import_module(f"{spec.package}._runtime").ON_CELL = spec.on_cell
+            setattr(importlib.import_module(f"{spec.package}._runtime"), "ON_CELL", spec.on_cell)  # noqa: B010
         out = _Tee(log, sys.stdout) if echo else log
         err = _Tee(log, sys.stderr) if echo else log
         with _chdir(spec.workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
