@@ -177,23 +177,17 @@ def train(
     Exit 0 when the run succeeded, 1 when a quality gate failed or the job raised (the run is
     kept for inspection), 2 for bad input.
     """
+    from nb2prod.runs.location import resolve_store
     from nb2prod.runs.signing import resolve_signing_key
-    from nb2prod.runs.trainer import train_target
+    from nb2prod.runs.trainer import execute, prepare
 
     key = resolve_signing_key(signing_key_file) if signing_key_file is not None else None
-    location = resolve_store_location(store, target)
+    location = resolve_store(store, target)
+    request = prepare(target, list(pairs), list(files), engine, location.path, model_format, key)
+    announce_store(location)  # once the input is accepted: a refused input stays one sentence
     progress = train_progress()
     try:
-        run = train_target(
-            target,
-            list(pairs),
-            list(files),
-            engine=engine,
-            store=location.path,
-            model_format=model_format,
-            signing_key=key,
-            progress=progress,
-        )
+        run = execute(request, progress)
     finally:
         if progress is not None:
             progress.close()
