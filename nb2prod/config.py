@@ -47,9 +47,11 @@ class Config:
     airflow_command: str | None = None  # how the DAG's tasks run nb2prod (default: nb2prod)
     secrets: tuple[str, ...] = ()  # parameters whose values come from env:/file: and are never written
     secret_name: str | None = None  # the Kubernetes Secret holding them (default: NAME-secrets)
+    store: str | None = None  # the run store (nb2prod/runs/location.py); not a build input, so not recorded
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["store"]  # where runs go does not change what a build writes
         data["requirements"] = list(self.requirements)
         data["sweep"] = {k: list(v) for k, v in self.sweep.items()} if self.sweep else None
         # settings added later appear only when set, so existing builds' records stay the same
@@ -88,6 +90,7 @@ _TYPES: dict[str, type] = {
     "airflow": bool, "airflow_schedule": str, "airflow_score_input": str, "airflow_score_output": str,
     "airflow_store": str, "airflow_command": str,
     "secrets": list, "secret_name": str,
+    "store": str,
 }  # fmt: skip
 AIRFLOW_KEYS = (
     "airflow",
@@ -97,7 +100,7 @@ AIRFLOW_KEYS = (
     "airflow_store",
     "airflow_command",
 )
-_PATHS = ("output", "data_dir", "airflow_score_input", "airflow_score_output", "airflow_store")
+_PATHS = ("output", "data_dir", "store", "airflow_score_input", "airflow_score_output", "airflow_store")
 _FINDING_CODE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
@@ -128,6 +131,13 @@ def load_config(
         if key in values:
             values[key] = tuple(values[key])
     return Config(**values)
+
+
+def section_settings(section: Any, place: str, base: Path) -> dict[str, Any]:
+    """One layer of settings checked as `load_config` checks it (paths made absolute against `base`)."""
+    values: dict[str, Any] = {}
+    _merge(values, section, place, base)
+    return values
 
 
 def _merge(values: dict[str, Any], layer: Mapping[str, Any], place: str, base: Path) -> None:

@@ -1195,6 +1195,9 @@ class working_directory:
 
 
 JOB_MODULE = "_job.py"
+# When set, called as ON_CELL(i, n, role, first line) as each job cell starts (the progress
+# nb2prod train draws on a terminal); None in a package's own runs.
+ON_CELL: Any = None
 
 
 def run_job(package: str, params: Any) -> dict[str, Any]:
@@ -1210,7 +1213,9 @@ def run_job(package: str, params: Any) -> dict[str, Any]:
     import dataclasses
 
     path = Path(__file__).with_name(JOB_MODULE)
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text, str(path))
+    lines = text.splitlines()
     chunks = [(e[0], e[1], e[4]) for e in source_map().get(JOB_MODULE, [])]
     # (the cell's role, its statements), in order
     groups: list[tuple[str | None, list[ast.stmt]]] = []
@@ -1237,7 +1242,12 @@ def run_job(package: str, params: Any) -> dict[str, Any]:
     values.update(resolve_secrets({n: schema[n] for n in empty}, {})[0])
     namespace.update(values)
     failed: Exception | None = None
-    for role, statements in groups:
+    # the cells ON_CELL is told about: a lone docstring is no cell to show
+    shown = [i for i, group in enumerate(groups) if _code_statements(group[1])]
+    for index, (role, statements) in enumerate(groups):
+        if ON_CELL is not None and index in shown:
+            first = lines[_code_statements(statements)[0].lineno - 1].strip()
+            ON_CELL(shown.index(index) + 1, len(shown), role, first)
         module = ast.Module(body=statements, type_ignores=[])
         code = compile(module, str(path), "exec", dont_inherit=True)
         try:
@@ -1256,6 +1266,17 @@ def run_job(package: str, params: Any) -> dict[str, Any]:
             pass
         raise failed
     return _job_names(namespace)
+
+
+def _code_statements(statements: list[Any]) -> list[Any]:
+    """The statements of a job cell that are not bare string literals (docstrings)."""
+    import ast
+
+    return [
+        s
+        for s in statements
+        if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+    ]
 
 
 def _job_names(namespace: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,10 @@ overwritten without `force`; everything a user added to the output folder (files
 folders, a venv) is carried over exactly as it was: hard links to the same files, symlinks as
 symlinks, folders with their modes and times.
 
-Every write holds an exclusive lock on the output's parent folder (`output_lock`), which the CLI
-and the Jupyter server both take through `write_tree`, so two builds never interleave. Under the
+Every write holds an exclusive lock on the output (`output_lock`: a `filelock` lock file
+`.NAME.lock` beside the output, portable beyond POSIX), which the CLI and the Jupyter server both
+take through `write_tree` (and `nb2prod build` for the whole build, image included), so two builds
+of one output never interleave. Under the
 lock, `recover_output` first repairs what a killed build left: killed between the two renames, the
 previous output is put back from the retired folder; leftover staging and retired folders of a
 finished swap are removed (they hold only links and copies).
@@ -17,7 +19,6 @@ finished swap are removed (they hold only links and copies).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -123,16 +124,24 @@ def _lexists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
+LOCK_SUFFIX = ".lock"
+
+
+def lock_path(output: Path) -> Path:
+    """The lock file of `output`: `.NAME.lock` beside it (kept: removing it would race)."""
+    return output.parent / f".{output.name}{LOCK_SUFFIX}"
+
+
 @contextlib.contextmanager
 def output_lock(output: Path) -> Iterator[None]:
-    """An exclusive lock for writing `output`: an advisory `flock` on its parent folder (a lock
-    on the folder itself leaves no file behind). Held by every build, CLI or Jupyter server."""
-    fd = os.open(output.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """An exclusive lock for writing `output`, held by every build, CLI or Jupyter server, across
+    processes and threads; re-entrant within a thread (a build holding it may write the tree)."""
+    from filelock import FileLock
+
+    output = Path(os.path.abspath(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_path(output), is_singleton=True):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _leftovers(output: Path, kind: str) -> list[Path]:

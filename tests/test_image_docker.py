@@ -494,3 +494,38 @@ def test_an_image_builds_from_a_hostile_notebook_name_and_runs_nothing(
     listing = run_container(docker_client, tag, ["python", "-c", check])
     assert listing.strip() == "[] False"
     assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_on_a_terminal_the_image_build_shows_its_steps_on_one_line(
+    toy_dir: Path, docker_client, wheelhouse: Path
+) -> None:
+    """A real build on a pseudo-terminal: `step i/n: INSTRUCTION` redrawn in place, not the engine's
+    whole output; the result line last (as piped, where each `Step i/n` line is logged once)."""
+    import pty
+
+    tag = f"nb2prod-test/toy-pty:{RUN_ID}"
+    docker_client.nb2prod_made.append(tag)
+    argv = [sys.executable, "-m", "nb2prod", "image", "build", str(toy_dir), "--tag", tag,
+            "--base-image", BASE_IMAGE, "--wheelhouse", str(wheelhouse)]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, argv)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    frames = [f for f in out.split("\r") if f.startswith("step ")]
+    assert frames and frames[0].startswith("step 1/"), out
+    total = frames[0].split()[1].split("/")[1].rstrip(":")
+    assert any(f.startswith(f"step {total}/{total}: ") for f in frames), frames
+    assert "Step 1/" not in out  # the engine's own step lines are not echoed on a terminal
+    assert out.replace("\r\n", "\n").strip().splitlines()[-1].startswith("image ")

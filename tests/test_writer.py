@@ -276,3 +276,36 @@ def test_a_concurrent_cli_build_never_claims_a_hand_edit(tmp_path: Path) -> None
     assert [first.returncode, second.returncode] == [0, 0], errors
     assert not any("edited by hand" in e for e in errors), errors
     assert api.check(path, output=out).ok
+
+
+def test_two_cli_builds_of_one_output_started_together_give_one_whole_build(tmp_path: Path) -> None:
+    """Two real `nb2prod build` processes write one output at once (two notebooks that build
+    different trees, and the same notebook twice): both succeed, each reports a whole build, and the
+    output is exactly one of the two trees, its nb2prod.json true to every file, nothing left over."""
+    first, second = notebook(tmp_path / "ledger.ipynb", 1, cells=40), notebook(tmp_path / "tally.ipynb", 2, cells=40)
+    trees = {}
+    for source in (first, second):
+        built = Path(api.build(source, output=tmp_path / f"expected-{source.stem}").output_dir)
+        trees[source.stem] = {k: v[1] for k, v in snapshot(built).items() if v[0] == "file" and k != "nb2prod.json"}
+    assert trees["ledger"] != trees["tally"]
+    out = tmp_path / "out"
+    for pair in ((first, second), (first, first)):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "nb2prod", "build", str(source), "-o", str(out)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for source in pair
+        ]
+        results = [p.communicate(timeout=600) for p in processes]
+        assert [p.returncode for p in processes] == [0, 0], results
+        for stdout, stderr in results:
+            assert stdout.startswith(("built: ", "unchanged: ")) and f"{out} (" in stdout, stdout + stderr
+        files = {k: v[1] for k, v in snapshot(out).items() if v[0] == "file" and k != "nb2prod.json"}
+        winner = next((name for name, tree in trees.items() if files == tree), None)
+        assert winner is not None, "the output is neither notebook's whole build"
+        assert api.check(tmp_path / f"{winner}.ipynb", output=out).ok
+        assert not [p for p in tmp_path.iterdir() if "nb2prod-" in p.name]  # no staging or retired folder
+    assert (tmp_path / ".out.lock").is_file()  # the filelock both builds took

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -81,29 +82,33 @@ def build(
     from nb2prod import api
 
     failed: Nb2prodError | None = None
+    from nb2prod.writer import output_lock
+
     for notebook in notebooks:
+        target = _output_for(output, notebook, len(notebooks) > 1)
+        overrides = {**_overrides(name, model_variable, base_image), "airflow": airflow}
         try:
-            result = api.build(
-                notebook,
-                output=_output_for(output, notebook, len(notebooks) > 1),
-                force=force,
-                overrides={**_overrides(name, model_variable, base_image), "airflow": airflow},
-            )
+            # api.build writes under the output's lock (the one the JupyterLab server's builds take);
+            # with --image the lock is held until the image is built from the output, so another
+            # build of the same output waits and never changes the files the image is made of
+            held = output_lock(api.output_dir(notebook, output=target, overrides=overrides)) if with_image else None
+            with held or contextlib.nullcontext():
+                result = api.build(notebook, output=target, force=force, overrides=overrides)
+                if not quiet:
+                    for note in result.notes:
+                        _echo_finding(note)
+                    state = "built" if result.changed else "unchanged"
+                    click.echo(f"{state}: {result.output_dir} ({len(result.files)} files, package {result.package})")
+                if with_image:
+                    from nb2prod.commands.image import run_image_build
+
+                    run_image_build(Path(result.output_dir), wheelhouse=wheelhouse, quiet=quiet)
         except Nb2prodError as exc:
             if len(notebooks) == 1:
                 raise
             click.echo(f"error: {exc.message}", err=True)
             failed = exc
             continue
-        if not quiet:
-            for note in result.notes:
-                _echo_finding(note)
-            state = "built" if result.changed else "unchanged"
-            click.echo(f"{state}: {result.output_dir} ({len(result.files)} files, package {result.package})")
-        if with_image:
-            from nb2prod.commands.image import run_image_build
-
-            run_image_build(Path(result.output_dir), wheelhouse=wheelhouse, quiet=quiet)
     if failed is not None:
         sys.exit(failed.exit_code)
 

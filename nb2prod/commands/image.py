@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -143,9 +144,7 @@ def run_image_build(
 
     tags = tags or (default_image_tag(build_dir),)
 
-    def progress(text: str) -> None:
-        if not quiet:
-            click.echo(text, nl=False, err=True)
+    progress = BuildProgress(quiet)
 
     temporary: str | None = None
     if wheelhouse == "":
@@ -164,6 +163,7 @@ def run_image_build(
             progress=progress,
         )
     finally:
+        progress.close()
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
     if fmt == "json":
@@ -171,6 +171,37 @@ def run_image_build(
     else:
         cached = f" ({result.cached_steps}/{len(result.steps)} steps from cache)" if result.steps else ""
         click.echo(f"{result.summary()}{cached}")
+
+
+STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+class BuildProgress:
+    """The image build's steps on stderr: on a terminal one redrawn line (`step 3/9: RUN ...` and the
+    elapsed time); otherwise each `Step i/n : ...` line and nb2prod's own lines once, as a log;
+    nothing with -q (the command's or nb2prod's)."""
+
+    def __init__(self, quiet: bool = False):
+        from nb2prod.progress import StepProgress, terminal
+        from nb2prod.progress import quiet as global_quiet
+
+        self.silent = quiet or global_quiet()
+        self.steps = StepProgress(sys.stderr) if not self.silent and terminal(sys.stderr) else None
+
+    def __call__(self, text: str) -> None:
+        if self.silent:
+            return
+        for line in text.splitlines():
+            step = STEP.match(line.strip())
+            if self.steps is not None:
+                if step:
+                    self.steps(int(step.group(1)), int(step.group(2)), step.group(3))
+            elif step or line.startswith("wheelhouse:"):
+                click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.steps is not None:
+            self.steps.close()
 
 
 @image.command("manifests")

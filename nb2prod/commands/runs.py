@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -15,8 +14,12 @@ import click
 
 from nb2prod.runs.aliases import DEFAULT_ALIAS
 
-STORE_HELP = "Run store folder (default: $NB2PROD_STORE, else ./runs)."
-TRAIN_STORE_HELP = "Run store folder (default: runs/ beside the notebook)."
+STORE_HELP = (
+    "Run store folder (default: $NB2PROD_STORE, else config `store` of the nearest pyproject.toml, else ./runs)."
+)
+TRAIN_STORE_HELP = (
+    "Run store folder (default: $NB2PROD_STORE, else the notebook's config `store`, else runs/ beside the notebook)."
+)
 FORMAT = click.option(
     "--format",
     "fmt",
@@ -48,16 +51,57 @@ TRUST_PICKLE = click.option(
 )
 
 
-def _open_store(store: Path | None, signing_key_file: Path | None = None):
-    """The run store named by --store (default $NB2PROD_STORE, else ./runs), with the signing key of
-    --signing-key-file (default: from the environment)."""
+def _open_store(store: Path | None, signing_key_file: Path | None = None, target: Path | None = None):
+    """The run store of the one store rule (nb2prod/runs/location.py: --store, $NB2PROD_STORE, the
+    notebook or build `target` names, config `store`, ./runs), with the signing key of
+    --signing-key-file (default: from the environment). Says on stderr which store it is."""
     from nb2prod.runs.signing import resolve_signing_key
     from nb2prod.runs.store import RunStore
 
-    if store is None:
-        store = Path(os.environ.get("NB2PROD_STORE") or "runs")
+    location = resolve_store_location(store, target)
     key = resolve_signing_key(signing_key_file) if signing_key_file is not None else None
-    return RunStore(store, signing_key=key)
+    return RunStore(location.path, signing_key=key)
+
+
+def resolve_store_location(store: Path | None, target: Path | None = None):
+    """The store rule's answer for this command line, announced as `store: PATH (from ...)` on stderr."""
+    from nb2prod.runs.location import resolve_store
+
+    location = resolve_store(store, target)
+    announce_store(location)
+    return location
+
+
+def announce_store(location) -> None:
+    """One `store: PATH (from SOURCE)` line on stderr (never on stdout, so `--format json` stays JSON);
+    none with the global `-q`."""
+    from nb2prod.progress import quiet
+
+    if not quiet():
+        click.echo(location.describe(), err=True)
+
+
+def _elsewhere_hint(location) -> str:
+    """For an empty store found by the current-folder default: a store beside a notebook below."""
+    from nb2prod.runs.ids import is_run_id
+    from nb2prod.runs.location import FROM_CURRENT
+
+    if location.source != FROM_CURRENT:
+        return ""
+    for folder in sorted([*Path().glob("*/runs"), *Path().glob("*/*/runs")]):
+        if folder.is_dir() and any(is_run_id(entry.name) for entry in folder.iterdir()):
+            return (
+                f" (train keeps runs beside the notebook: {folder} holds some; use --store {folder}, or set"
+                " store under [tool.nb2prod] in pyproject.toml)"
+            )
+    return ""
+
+
+def train_progress():
+    """The cell progress of `nb2prod train` on a terminal's stderr, or None (piped, or `-q`)."""
+    from nb2prod.progress import CellProgress, terminal
+
+    return CellProgress(sys.stderr) if terminal(sys.stderr) else None
 
 
 @contextlib.contextmanager
@@ -133,13 +177,20 @@ def train(
     Exit 0 when the run succeeded, 1 when a quality gate failed or the job raised (the run is
     kept for inspection), 2 for bad input.
     """
+    from nb2prod.runs.location import resolve_store
     from nb2prod.runs.signing import resolve_signing_key
-    from nb2prod.runs.trainer import train_target
+    from nb2prod.runs.trainer import execute, prepare
 
     key = resolve_signing_key(signing_key_file) if signing_key_file is not None else None
-    run = train_target(
-        target, list(pairs), list(files), engine=engine, store=store, model_format=model_format, signing_key=key
-    )
+    location = resolve_store(store, target)
+    request = prepare(target, list(pairs), list(files), engine, location.path, model_format, key)
+    announce_store(location)  # once the input is accepted: a refused input stays one sentence
+    progress = train_progress()
+    try:
+        run = execute(request, progress)
+    finally:
+        if progress is not None:
+            progress.close()
     manifest = run.manifest
     if fmt == "json":
         _echo_json({"path": str(run.path), **manifest.to_dict()})
@@ -181,8 +232,10 @@ def runs_list(store: Path | None, fmt: str) -> None:
 
     An unreadable run.json or alias file is skipped with a warning naming it."""
     from nb2prod.runs.aliases import AliasStore
+    from nb2prod.runs.store import RunStore
 
-    run_store = _open_store(store)
+    location = resolve_store_location(store)
+    run_store = RunStore(location.path)
     aliases = AliasStore(run_store)
     by_run: dict[str, list[str]] = {}
     with store_warnings():
@@ -208,7 +261,7 @@ def runs_list(store: Path | None, fmt: str) -> None:
         )
         return
     if not items:
-        click.echo(f"no runs in {run_store.root}")
+        click.echo(f"no runs in {run_store.root}{_elsewhere_hint(location)}")
         return
     rows = [("RUN", "STATUS", "ENGINE", "STARTED (UTC)", "ALIASES", "METRICS")]
     for r in items:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from nb2prod.commands.runs import STORE_HELP, TRAIN_STORE_HELP
+
 ENGINE_HELP = "local (this process, the default), dask, or spark (pip install nb2prod[dask] / nb2prod[spark])."
 
 
-def _store(store: Path | None) -> Path:
-    return store if store is not None else Path(os.environ.get("NB2PROD_STORE") or "runs")
+def _store(store: Path | None, target: Path | None = None) -> Path:
+    """The one store rule (nb2prod/runs/location.py), announced on stderr."""
+    from nb2prod.commands.runs import resolve_store_location
+
+    return resolve_store_location(store, target).path
 
 
 @click.command()
@@ -25,7 +29,7 @@ def _store(store: Path | None) -> Path:
     "--store",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Run store folder (default: $NB2PROD_STORE, else ./runs).",
+    help=STORE_HELP,
 )
 @click.option(
     "--engine", type=click.Choice(["local", "dask", "spark"]), default="local", show_default=True, help=ENGINE_HELP
@@ -85,14 +89,14 @@ def score(
     Exit 0 when scored, 2 for bad input (a bad row without --bad-rows names its row and rule).
     """
     from nb2prod.errors import InputError
+    from nb2prod.progress import ProgressBar, terminal
     from nb2prod.scale import score as score_input
-    from nb2prod.scale.progress import ProgressBar
 
     if scheduler and engine != "dask":
         raise InputError("--scheduler is the address of a Dask scheduler: add --engine dask.")
     if master and engine != "spark":
         raise InputError("--master is a Spark master URL: add --engine spark.")
-    bar = ProgressBar() if sys.stderr.isatty() and fmt == "text" else None
+    bar = ProgressBar() if terminal(sys.stderr) and fmt == "text" else None
     try:
         result = score_input(
             run,
@@ -144,7 +148,7 @@ def score(
     "--store",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Run store folder (default: runs/ beside the notebook).",
+    help=TRAIN_STORE_HELP,
 )
 @click.option(
     "--engine",
@@ -218,7 +222,7 @@ def sweep(
         target,
         parse_grid(grid_specs) if grid_specs else None,
         pairs=pairs,
-        store=store,
+        store=_store(store, target),
         engine=engine,
         address=scheduler,
         workers=workers,

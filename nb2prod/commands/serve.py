@@ -6,28 +6,34 @@ from pathlib import Path
 
 import click
 
+from nb2prod.commands.runs import TRAIN_STORE_HELP
 from nb2prod.errors import InputError
 from nb2prod.serve.shipped.drift_window import DEFAULT_ALPHA, DEFAULT_EVERY, DEFAULT_WINDOW
 
 
-def resolve_store(target: Path, store: Path | None) -> Path:
-    """The run store a notebook, a build folder or a run store names (`--store` wins)."""
-    if store is not None:
-        return store
-    if target.is_dir() and (target / "nb2prod.json").is_file() or target.suffix == ".ipynb":
-        from nb2prod.runs.build import locate_build
-        from nb2prod.runs.trainer import default_store
+def resolve_store(target: Path | None, store: Path | None) -> Path:
+    """The run store to serve from: TARGET when it is a run store folder itself, else the one store
+    rule (nb2prod/runs/location.py) for `--store` and the notebook or build TARGET names."""
+    from nb2prod.commands.runs import announce_store, resolve_store_location
+    from nb2prod.runs.location import BUILD_RECORD, StoreLocation
+    from nb2prod.textnotebook import is_notebook_path
 
-        return default_store(locate_build(target)).root
+    named_source = target is not None and ((target / BUILD_RECORD).is_file() or is_notebook_path(target))
+    if store is not None or target is None or named_source:
+        return resolve_store_location(store, target).path
     if target.is_dir():
-        return target
-    raise InputError(f"{target}: expected a notebook (.ipynb), a build folder or a run store folder.")
+        location = StoreLocation(target, "the command line")
+        announce_store(location)
+        return location.path
+    raise InputError(
+        f"{target}: expected a notebook (.ipynb, or a jupytext .py), a build folder or a run store folder."
+    )
 
 
 @click.command()
-@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", type=click.Path(exists=True, path_type=Path), required=False)
 @click.option("--model", "ref", default="production", show_default=True, help="Run id, id prefix or alias to serve.")
-@click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run store folder.")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None, help=TRAIN_STORE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
 @click.option(
@@ -134,7 +140,7 @@ def resolve_store(target: Path, store: Path | None) -> Path:
     help="Binary models: a score at or above this is class 1 for live metrics.",
 )
 def serve(
-    target: Path,
+    target: Path | None,
     ref: str,
     store: Path | None,
     host: str,
@@ -165,7 +171,7 @@ def serve(
 ) -> None:
     """Serve the model of a run (default: the production alias) of TARGET's run store.
 
-    TARGET is a notebook, a build folder or a run store. The model is verified and warmed on the
+    TARGET is a notebook, a build folder or a run store (default: the store rule of `nb2prod runs`). The model is verified and warmed on the
     contract's examples before /readyz says yes, and swapped live when the alias moves.
     """
     from nb2prod import __version__

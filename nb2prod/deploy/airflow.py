@@ -154,7 +154,8 @@ def build_airflow_files(analysis: Analysis, output: Path) -> dict[str, bytes]:
         notebook=analysis.notebook.name,
         build_dir=str(output.resolve()),
         workdir=str(workdir),
-        store=config.airflow_store or str(notebook_dir / "runs"),  # `nb2prod train`'s default store
+        # the store `nb2prod train NOTEBOOK` uses (config store, else runs/ beside the notebook)
+        store=str(Path(config.airflow_store or config.store or notebook_dir / "runs").resolve()),
         command=tuple(shlex.split(config.airflow_command or "nb2prod")),
         schedule=config.airflow_schedule or DEFAULT_SCHEDULE,
         score_input=config.airflow_score_input,

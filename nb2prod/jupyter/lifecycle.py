@@ -60,14 +60,20 @@ class LifecycleHandler(Nb2prodHandler):
             raise Refused(400, "The notebook path contains a NUL character.")
         notebook = self.resolve(path)
         if store is None or store == "":
-            folder = os.path.join(os.path.dirname(notebook.os_path), DEFAULT_STORE)
+            from nb2prod.errors import Nb2prodError
+            from nb2prod.runs.location import resolve_store
+
+            try:  # the one store rule of the command line, for the notebook this request names
+                folder = str(resolve_store(None, Path(notebook.os_path), cwd=Path(notebook.root)).path)
+            except Nb2prodError as exc:
+                raise Refused(400, exc.message) from None
         elif not isinstance(store, str) or "\x00" in store:
             raise Refused(400, '"store" must be a folder path relative to the server root.')
         else:
             folder = os.path.join(notebook.root, *store.replace("\\", "/").lstrip("/").split("/"))
         real = os.path.realpath(folder)
         if relative_to_root(notebook.root, real) is None:
-            raise Refused(403, f"The run store {store or DEFAULT_STORE!r} is outside the server root.")
+            raise Refused(403, f"The run store {store or folder!r} is outside the server root.")
         if os.path.exists(real) and not os.path.isdir(real):
             raise Refused(400, f"The run store {relative_to_root(notebook.root, real)!r} is a file, not a folder.")
         return notebook, Path(real)

@@ -2,7 +2,7 @@
 
 Every alias is one small JSON file replaced atomically (written beside, fsynced, `os.replace`d),
 so a crash leaves either the old or the new target, never a torn file. Changes are serialised by
-an exclusive `fcntl` lock on `aliases/.lock`, so two promotes at once both land, one after the
+an exclusive `filelock` lock on `aliases/.lock` (portable beyond POSIX), so two promotes at once both land, one after the
 other, and both appear in `aliases/history.jsonl`.
 
 Each change is a transaction with an id (`txid`), written history first:
@@ -11,14 +11,13 @@ Each change is a transaction with an id (`txid`), written history first:
 3. `{"state": "completed", "txid": T}` is appended.
 A process killed between the steps leaves an intent without an outcome. The next change (under
 the lock) reconciles it before doing anything else: completed when the alias file records T,
-aborted otherwise, and appends that outcome; readers (under a shared lock) judge it the same way.
+aborted otherwise, and appends that outcome; readers (under the same lock, held only while they read) judge it the same way.
 So the history always agrees with the aliases, and no change is ever missing from it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
 import os
@@ -293,23 +292,30 @@ class AliasStore:
 
     @contextlib.contextmanager
     def _locked(self, shared: bool = False) -> Iterator[None]:
-        """The store's alias lock: exclusive for changes; shared for reading the history, so a reader
-        never sees a change in progress as unfinished. A read-only store is read without a lock."""
+        """The store's alias lock, for changes and for reading the history (`shared`), so a reader
+        never sees a change in progress as unfinished. One exclusive lock serves both: `filelock`
+        has no portable shared lock, and a read holds it only while it reads the history file.
+        A store whose lock cannot be opened (read-only) is read without a lock."""
+        from filelock import FileLock
+
         if shared:
+            if not (self.folder / LOCK).exists():
+                yield  # nothing was ever changed under a lock here: no change can be in progress
+                return
+            lock = FileLock(self.folder / LOCK)
             try:
-                fd = os.open(self.folder / LOCK, os.O_RDONLY)
+                lock.acquire()
             except OSError:
                 yield
                 return
-        else:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.folder / LOCK):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
 
 def _change_from(entry: dict[str, Any]) -> AliasChange:

@@ -48,6 +48,7 @@ class JobSpec:
     cell_roles: dict[int, tuple[str, ...]] = field(default_factory=dict)  # notebook cell index → roles
     notebook_name: str | None = None
     secrets: tuple[str, ...] = ()  # secret parameters: handed to the job in memory, never written
+    on_cell: Any = field(default=None, compare=False)  # progress: (i, n, role, first line) as a cell starts
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
         job_copy = Path(tmp) / "train.ipynb"
         nbformat.write(nb, job_copy)
         kernel = spec.kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+        progress = {} if spec.on_cell is None else {"engine_name": progress_engine(), ON_CELL_ARG: _cell_reporter(spec)}
         try:
             with _environ(**environ):
                 papermill.execute_notebook(
@@ -194,6 +196,7 @@ def run_papermill(spec: JobSpec, params: dict[str, Any], run_dir: Path) -> Engin
                     log_output=False,
                     report_mode=False,
                     kernel_manager_class=ipc_kernel_manager(),
+                    **progress,
                 )
         except PapermillExecutionError:
             status, failure = _failure_from_notebook(spec, output, job_cells)
@@ -227,6 +230,52 @@ def secrets_cell_source(names: tuple[str, ...]) -> str:
     lines += [f"{escape.py_identifier(name)} = _nb2prod_secrets[{escape.py_str(name)}]" for name in names]
     lines.append("del _nb2prod_json, _nb2prod_os, _nb2prod_secrets")
     return "\n".join(lines)
+
+
+ON_CELL_ARG = "nb2prod_on_cell"
+PROGRESS_ENGINE = "nb2prod-progress"
+
+
+def progress_engine() -> str:
+    """papermill's nbclient engine, also calling `nb2prod_on_cell(notebook, cell, index)` as each cell starts
+    (registered on first use under PROGRESS_ENGINE)."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: Any, **kwargs: Any) -> Any:
+            report = kwargs.pop(ON_CELL_ARG, None)
+            start = nb_man.cell_start
+
+            def cell_start(cell: Any, cell_index: Any = None, **more: Any) -> Any:
+                if report is not None:
+                    report(nb_man.nb, cell, cell_index)
+                return start(cell, cell_index, **more)
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    if PROGRESS_ENGINE not in papermill_engines._engines:
+        papermill_engines.register(PROGRESS_ENGINE, ProgressEngine)
+    return PROGRESS_ENGINE
+
+
+def _cell_reporter(spec: "JobSpec") -> Any:
+    """(notebook, cell, index) -> spec.on_cell(i of n code cells, role, first line)."""
+
+    def report(nb: Any, cell: Any, index: Any) -> None:
+        if cell.get("cell_type") != "code":
+            return
+        code = [i for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
+        tags = cell.get("metadata", {}).get("tags", [])
+        role = "collect" if COLLECT_TAG in tags else "parameters" if "injected-parameters" in tags else None
+        role = role or _cell_role(cell, spec.cell_roles)
+        lines = [line.strip() for line in cell.get("source", "").splitlines() if line.strip()]
+        first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")
+        number = code.index(index) + 1 if index in code else len(code)
+        spec.on_cell(number, len(code), role, first)
+
+    return report
 
 
 def papermill_parameters_source(source: str) -> str:
@@ -416,6 +465,8 @@ def run_python(spec: JobSpec, params: dict[str, Any], run_dir: Path, echo: bool 
         train_module = importlib.import_module(f"{spec.package}.train")
         gate_error = getattr(train_module, "QualityGateError", None)
         params_obj = _params_object(spec.package, params)
+        if spec.on_cell is not None:  # the package's runtime reports each job cell as it starts
+            setattr(importlib.import_module(f"{spec.package}._runtime"), "ON_CELL", spec.on_cell)  # noqa: B010
         forms = tuple(secret_forms(params.get(name) for name in spec.secrets))
         out = _Tee(log, sys.stdout, forms=forms) if echo else log
         err = _Tee(log, sys.stderr, forms=forms) if echo else log

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -53,9 +54,11 @@ class TrainRequest:
 
 
 def default_store(build: BuildInfo, signing_key: bytes | None = None) -> RunStore:
-    """`runs/` beside the notebook (beside the build when the notebook is unknown)."""
-    base = build.notebook.parent if build.notebook is not None else build.build_dir.parent
-    return RunStore(base / DEFAULT_STORE, signing_key=signing_key)
+    """The store rule (nb2prod/runs/location.py) for this build: $NB2PROD_STORE, else the notebook's
+    config `store`, else `runs/` beside the notebook (beside the build when the notebook is unknown)."""
+    from nb2prod.runs.location import resolve_store
+
+    return RunStore(resolve_store(None, build.build_dir).path, signing_key=signing_key)
 
 
 def contract_expression(build: BuildInfo) -> str | None:
@@ -104,12 +107,14 @@ def train_target(
     store: Path | None = None,
     model_format: str = "auto",
     signing_key: bytes | None = None,
+    progress: Callable[[int, int, str | None, str], None] | None = None,
 ) -> StoredRun:
-    """Train into a new run; `signing_key` (default: from the environment) signs its run.json."""
-    return execute(prepare(target, pairs, files, engine, store, model_format, signing_key))
+    """Train into a new run; `signing_key` (default: from the environment) signs its run.json.
+    `progress` is called with (i, n, role, first line) as each job cell starts."""
+    return execute(prepare(target, pairs, files, engine, store, model_format, signing_key), progress)
 
 
-def execute(request: TrainRequest) -> StoredRun:
+def execute(request: TrainRequest, progress: Callable[[int, int, str | None, str], None] | None = None) -> StoredRun:
     """Run the job into a staging folder and rename it into the store; the run is always recorded."""
     started_at = utc_now_iso()
     t0 = time.perf_counter()
@@ -126,6 +131,7 @@ def execute(request: TrainRequest) -> StoredRun:
         cell_roles=build.cell_roles,
         notebook_name=build.notebook.name if build.notebook else None,
         secrets=tuple(name for name, p in build.parameters.items() if p.secret),
+        on_cell=progress,
     )
     hidden = redaction(spec.secrets, request.params)
     written_params = to_jsonable(redacted(request.params, spec.secrets))

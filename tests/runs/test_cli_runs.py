@@ -40,9 +40,8 @@ def test_list_show_diff_promote_rollback(store: RunStore):
 
     refused = nb2prod("promote", bad.run_id, *s)
     assert refused.returncode == 2
-    assert (
-        refused.stderr.startswith(f"error: run {bad.run_id} cannot be promoted") and "Traceback" not in refused.stderr
-    )
+    errors = [line for line in refused.stderr.splitlines() if not line.startswith("store: ")]  # the store used
+    assert errors[0].startswith(f"error: run {bad.run_id} cannot be promoted") and "Traceback" not in refused.stderr
 
     assert nb2prod("promote", a.run_id, *s).returncode == 0
     assert nb2prod("promote", b.run_id, *s).returncode == 0
@@ -66,7 +65,9 @@ def test_unknown_run_is_one_line_and_exit_2(store: RunStore, tmp_path: Path):
     record_run(store)
     result = nb2prod("runs", "show", "staging", "--store", str(store.root))
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "'staging' not found" in result.stderr
+    store_line, *error = result.stderr.strip().splitlines()  # the store it looked in, then one sentence
+    assert store_line == f"store: {store.root} (from --store)"
+    assert len(error) == 1 and "'staging' not found" in error[0]
 
 
 def test_store_defaults_to_runs_in_the_working_folder(store: RunStore):

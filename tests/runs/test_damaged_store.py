@@ -71,7 +71,8 @@ def test_a_malformed_run_json_is_skipped_by_list_and_named_by_show(store: RunSto
     listing = nb2prod("runs", "list", *s, "--format", "json")
     assert listing.returncode == 0
     assert [r["run_id"] for r in json.loads(listing.stdout)] == [a.run_id, b.run_id]
-    warnings = listing.stderr.splitlines()
+    assert listing.stderr.splitlines()[0] == f"store: {store.root} (from --store)"
+    warnings = listing.stderr.splitlines()[1:]
     assert len(warnings) == 2 and all(w.startswith("warning: skipped run ") for w in warnings)
     assert f"{broken.path}/run.json" in listing.stderr and f"{listed.path}/run.json" in listing.stderr
     shown = nb2prod("runs", "show", broken.run_id, *s)
@@ -92,7 +93,9 @@ def test_a_malformed_alias_file_breaks_only_that_alias(store: RunStore, tmp_path
     s = ["--store", str(store.root)]
     listing = nb2prod("runs", "list", *s)
     assert listing.returncode == 0 and a.run_id in listing.stdout and "production" in listing.stdout
-    assert listing.stderr.startswith(f"warning: skipped alias staging: alias file {staging} is not valid JSON")
+    assert listing.stderr.splitlines()[1].startswith(
+        f"warning: skipped alias staging: alias file {staging} is not valid JSON"
+    )
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"a": 0.5, "b": 1}\n')
     predicted = nb2prod("predict", "production", str(rows), *s)
@@ -118,6 +121,7 @@ def test_a_malformed_history_line_is_skipped_with_a_warning(store: RunStore) -> 
     assert shown.returncode == 0
     assert [(h["from"], h["to"]) for h in json.loads(shown.stdout)] == [(None, a.run_id), (a.run_id, b.run_id)]
     assert shown.stderr.splitlines() == [
+        f"store: {store.root} (from --store)",
         f"warning: skipped {history}, line 3: not a history entry.",
         f"warning: skipped {history}, line 4: not a history entry.",
     ]

@@ -117,7 +117,8 @@ def test_usage_errors_are_one_sentence_and_exit_2(fraud_runs, monkeypatch):
         timeout=300,
     )
     assert unknown.returncode == 2 and "nosuch" in unknown.stderr and "Traceback" not in unknown.stderr
-    assert len(unknown.stderr.strip().splitlines()) == 1
+    assert unknown.stderr.strip().splitlines()[0] == f"store: {fraud_runs.store} (from the command line)"
+    assert len(unknown.stderr.strip().splitlines()) == 2  # the store it looked in, then one sentence
     token = subprocess.run(
         [sys.executable, "-m", "nb2prod", "serve", str(fraud_runs.store), "--token-env", "NO_SUCH_TOKEN_VAR"],
         capture_output=True,

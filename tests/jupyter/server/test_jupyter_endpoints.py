@@ -137,8 +137,10 @@ async def test_two_builds_of_one_notebook_run_one_after_the_other(jp_fetch, frau
     output = jp_root_dir / "fraud" / "build" / "fraud-detection"
     for name in a["result"]["files"]:
         assert (output / name).is_file(), name
-    # Nothing half-written is left beside the output.
-    assert sorted(p.name for p in output.parent.iterdir()) == ["fraud-detection"]
+    # Nothing half-written is left beside the output: only the output's lock file (kept, as
+    # removing a lock file others may have opened would race).
+    assert sorted(p.name for p in output.parent.iterdir()) == [".fraud-detection.lock", "fraud-detection"]
+    assert (output.parent / ".fraud-detection.lock").stat().st_size == 0
 
 
 async def test_builds_of_two_notebooks_can_run_at_once(jp_fetch, fraud_notebook, broken_notebook, monkeypatch):

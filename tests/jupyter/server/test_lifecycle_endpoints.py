@@ -210,3 +210,18 @@ async def test_hostile_bodies_are_a_400(jp_fetch, endpoint):
         status, reply = await call(jp_fetch, "POST", endpoint, body=body)
         assert status == 400, reply
         assert "Traceback" not in json.dumps(reply)
+
+
+async def test_the_panel_follows_the_store_rule_of_the_command_line(jp_fetch, jp_root_dir):
+    """The notebook's config `store` (here its project's pyproject.toml) names the store the panel
+    lists and trains into, exactly as `nb2prod train NOTEBOOK` resolves it."""
+    (jp_root_dir / "team").mkdir()
+    (jp_root_dir / "team" / "pyproject.toml").write_text('[tool.nb2prod]\nstore = "shared-runs"\n')
+    small_notebook(jp_root_dir / "team" / "notebooks" / "small.ipynb")
+    job = await train(jp_fetch, "team/notebooks/small.ipynb", {"n": 2})
+    assert job["state"] == "succeeded", job
+    status, runs = await call(jp_fetch, "GET", "runs", params={"path": "team/notebooks/small.ipynb"})
+    assert status == 200 and runs["store"] == "team/shared-runs"
+    assert [r["run_id"] for r in runs["runs"]] == [job["run_id"]]
+    assert (jp_root_dir / "team" / "shared-runs" / job["run_id"] / "run.json").is_file()
+    assert not (jp_root_dir / "team" / "notebooks" / "runs").exists()
