@@ -52,6 +52,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "drift",
         "Compare current data with a run's training baseline; exit 1 on drift.",
     ),
+    "explain": (
+        "nb2prod.commands.explain",
+        "explain",
+        "Explain a run's predictions on CSV or JSON rows: each row's largest feature contributions.",
+    ),
 }
 
 
