@@ -378,7 +378,7 @@ def path_contributions(model, X, fraud):
 """,
         "explain",
     ),
-    code("try-explain", "[e[\"reasons\"] for e in explain(model, test_df[RAW_COLUMNS].head(3))]"),
+    code("try-explain", '[e["reasons"] for e in explain(model, test_df[RAW_COLUMNS].head(3))]'),
     md("tests-heading", "## Tests\n\nTagged `test`: these become pytest tests of the package."),
     code(
         "test-build-features",
