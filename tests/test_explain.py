@@ -129,3 +129,37 @@ def test_without_a_cell_the_features_predict_builds_are_explained(tmp_path: Path
         assert {c["feature"]: c["value"] for c in explanation["contributions"]} == {k: 2 * v for k, v in row.items()}
         total = explanation["base_value"] + sum(c["contribution"] for c in explanation["contributions"])
         assert abs(total - score) < 1e-6 and abs(explanation["value"] - score) < 1e-9
+
+
+def test_a_pipeline_is_explained_on_the_features_its_last_step_sees() -> None:
+    """SHAP's LinearExplainer on the scaled features of a Pipeline's logistic regression: the value
+    is the pipeline's decision function, the base value plus contributions add up to it; columns the
+    model was not fitted on are left out; another kind of model gets the sentence naming the fix."""
+    import numpy as np
+    import pandas as pd
+    import pytest
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from nb2prod import runtime
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"income": rng.normal(50, 10, 200), "debt": rng.normal(10, 3, 200)})
+    y = (X["income"] - 3 * X["debt"] > 20).astype(int)
+    model = make_pipeline(StandardScaler(), LogisticRegression())
+    model.fit(X, y)
+    rows = X.head(3).assign(note="ignored")
+    explained = runtime.explain_model(model, rows)
+    scores = model.decision_function(X.head(3))
+    for explanation, score in zip(explained, scores):
+        assert explanation["method"] == "shap-linear"
+        assert explanation["output"] == "decision function (log-odds)"
+        assert sorted(c["feature"] for c in explanation["contributions"]) == ["debt", "income"]
+        assert abs(explanation["value"] - score) < 1e-9
+        assert (
+            abs(explanation["base_value"] + sum(c["contribution"] for c in explanation["contributions"]) - score) < 1e-6
+        )
+    with pytest.raises(runtime.ExplainUnavailable, match=r"sklearn\.svm\._classes\.SVC cannot be explained"):
+        runtime.explain_model(SVC().fit(X, y), X.head(1))

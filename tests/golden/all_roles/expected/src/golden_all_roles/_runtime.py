@@ -1335,6 +1335,13 @@ def _feature_matrix(final: Any, before: Any, features: Any) -> tuple[Any, list[s
     matrix = numpy.asarray(features, dtype=float)
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
+    expected = getattr(final, "n_features_in_", None)
+    if isinstance(expected, int) and matrix.shape[1] != expected:
+        raise ExplainUnavailable(
+            f"the model takes {expected} features, but explain was given "
+            f"{matrix.shape[1]}: predict builds them in a way nb2prod cannot follow, so "
+            "add a cell defining `explain(model, inputs)` (tag `explain`)"
+        )
     if len(names) != matrix.shape[1]:
         known = getattr(final, "feature_names_in_", None)
         names = (
@@ -1384,6 +1391,11 @@ def explain_model(
         import pandas
 
         features = pandas.DataFrame.from_records(list(features))
+    known = list(getattr(model, "feature_names_in_", ()))
+    columns = list(getattr(features, "columns", ()))
+    if known and columns != known and set(known) <= set(columns):
+        # the columns the model was fitted on, in their order
+        features = features[known]
     matrix, names = _feature_matrix(final, before, features)
     if not len(matrix):
         return []
