@@ -29,3 +29,23 @@ def test_a_category_unseen_in_the_baseline_counts() -> None:
 @pytest.mark.parametrize("x", [0.3, 0.8, 1.36, 2.5])
 def test_kolmogorov_is_the_ks_limit_distribution(x: float) -> None:
     assert special.kolmogorov(x) == pytest.approx(stats.kstwobign.sf(x), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_interval_counts_match_a_per_value_search(seed: int) -> None:
+    """Values in (-inf, e0], (e0, e1], ..., (e_last, inf), values equal to an edge included."""
+    import pandas as pd
+
+    from nb2prod.monitor.baseline import profile_column
+    from nb2prod.monitor.drift import _Counter
+
+    rng = np.random.default_rng(seed)
+    profile = profile_column("x", pd.Series(rng.normal(size=5000)))
+    values = np.concatenate([rng.normal(size=3000), np.asarray(profile.edges[:10]), [np.nan, np.inf]])
+    counter = _Counter(profile, "inputs")
+    counter.add(pd.Series(values))
+    expected = np.bincount(
+        np.searchsorted(profile.edges, values[np.isfinite(values)]), minlength=len(profile.edges) + 1
+    )
+    assert counter.interval_counts == expected.tolist()
+    assert counter.n == len(values) and counter.missing == 2
