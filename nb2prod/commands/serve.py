@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from nb2prod.errors import InputError
+from nb2prod.serve.shipped.drift_window import DEFAULT_ALPHA, DEFAULT_EVERY, DEFAULT_WINDOW
 
 
 def resolve_store(target: Path, store: Path | None) -> Path:
@@ -81,6 +82,31 @@ def resolve_store(target: Path, store: Path | None) -> Path:
 )
 @click.option("--model-name", default=None, help="Name on the v2 routes (default: the package name).")
 @click.option("--wait", is_flag=True, help="Start even if the target names no run yet; /readyz says 503 until it does.")
+@click.option(
+    "--drift/--no-drift", default=True, show_default=True, help="Live drift of recent requests against the baseline."
+)
+@click.option(
+    "--drift-window",
+    default=DEFAULT_WINDOW,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rows in the live drift window.",
+)
+@click.option(
+    "--drift-alpha",
+    default=DEFAULT_ALPHA,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Bonferroni-corrected p-value below which a column drifts.",
+)
+@click.option(
+    "--drift-every",
+    default=DEFAULT_EVERY,
+    show_default=True,
+    type=click.IntRange(1),
+    help="New rows between two drift checks.",
+)
+@click.option("--drift-webhook", default=None, metavar="URL", help="POST each change of the drift alarm here (JSON).")
 def serve(
     target: Path,
     ref: str,
@@ -102,6 +128,11 @@ def serve(
     reload_interval: float,
     model_name: str | None,
     wait: bool,
+    drift: bool,
+    drift_window: int,
+    drift_alpha: float,
+    drift_every: int,
+    drift_webhook: str | None,
 ) -> None:
     """Serve the model of a run (default: the production alias) of TARGET's run store.
 
@@ -134,6 +165,11 @@ def serve(
         model_name=model_name,
         wait=wait,
         version=__version__,
+        drift=drift,
+        drift_window=drift_window,
+        drift_alpha=drift_alpha,
+        drift_every=drift_every,
+        drift_webhook=drift_webhook,
     )
     try:
         code = run(root, ref, options)

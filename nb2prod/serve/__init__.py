@@ -36,13 +36,20 @@ def create_app(
     routers: Iterable[Any] = (),
     observers: Iterable[Any] = (),
     collectors: Iterable[Any] = (),
+    monitors: Iterable[Any] = (),
 ) -> Any:
     """The FastAPI app serving run `ref` of `store`. `routers` add routes, `observers` receive
-    every prediction record (on the background writer thread), `collectors` add metrics text."""
+    every prediction record (on the background writer thread), `collectors` add metrics text,
+    `monitors` watch the traffic (besides those `options` ask for, such as live drift)."""
     from nb2prod.serve.shipped.main import build_app, make_source
 
     return build_app(
-        make_source(source_spec(store, ref)), options, routers=routers, observers=observers, collectors=collectors
+        make_source(source_spec(store, ref)),
+        options,
+        routers=routers,
+        observers=observers,
+        collectors=collectors,
+        monitors=monitors,
     )
 
 

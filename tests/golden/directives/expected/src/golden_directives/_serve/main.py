@@ -20,6 +20,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from .drift_window import (
+    DEFAULT_ALPHA,
+    DEFAULT_EVERY,
+    DEFAULT_WINDOW,
+    DriftMonitor,
+    check_webhook,
+)
 from .metrics import Metrics
 from .model import ModelRuntime
 from .predlog import DEFAULT_MAX_BYTES, BackgroundWriter, PredictionLog
@@ -50,6 +57,11 @@ class ServeOptions:
     title: str = "nb2prod model server"
     version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    drift: bool = True  # live drift of the window against the run's baseline
+    drift_window: int = DEFAULT_WINDOW
+    drift_alpha: float = DEFAULT_ALPHA
+    drift_every: int = DEFAULT_EVERY
+    drift_webhook: str | None = None
 
 
 class ServeError(Exception):
@@ -82,6 +94,33 @@ def token_from(options: ServeOptions) -> str | None:
     return token
 
 
+def option_monitors(options: ServeOptions) -> list[Any]:
+    """The monitors `options` ask for (live drift unless `drift` is off)."""
+    if not options.drift:
+        return []
+    if options.drift_window < 1 or options.drift_every < 1:
+        raise ServeError(
+            f"--drift-window {options.drift_window} / --drift-every "
+            f"{options.drift_every}: both must be at least 1 row"
+        )
+    if not 0.0 < options.drift_alpha < 1.0:
+        raise ServeError(
+            f"--drift-alpha {options.drift_alpha}: expected a probability between 0 and 1"
+        )
+    try:
+        check_webhook(options.drift_webhook)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+    return [
+        DriftMonitor(
+            options.drift_window,
+            options.drift_alpha,
+            options.drift_every,
+            options.drift_webhook,
+        )
+    ]
+
+
 def make_source(spec: dict[str, Any]) -> Any:
     module_name, _, function = str(spec["factory"]).partition(":")
     factory = getattr(importlib.import_module(module_name), function)
@@ -107,7 +146,7 @@ def build_app(
     `routers()` (FastAPI routers it adds, may be empty)."""
     from .app import ServeConfig, create_app
 
-    monitors = list(monitors)
+    monitors = [*option_monitors(options), *monitors]
     observers = [*observers, *(m.observe for m in monitors)]
     routers = [*routers, *(r for m in monitors for r in m.routers())]
     metrics = Metrics()
@@ -187,6 +226,7 @@ def serve(source_spec: dict[str, Any], options: ServeOptions = ServeOptions()) -
         ) from None
     setup_logging()
     token_from(options)  # refuse a missing token before anything starts
+    option_monitors(options)  # and a webhook that is not an http(s) URL
     source = make_source(source_spec)
     if not options.wait:
         try:
