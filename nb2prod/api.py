@@ -78,9 +78,13 @@ class Inspection:
     requirements: tuple[str, ...]
     findings: tuple[Finding, ...]
     example_inputs: str | None = None
+    gates: tuple[dict[str, Any], ...] = ()  # the metrics cell's simple comparisons, checked on live labels
+    gates_not_monitored: tuple[dict[str, Any], ...] = ()  # its other asserts (they gate training only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "gates": list(self.gates),
+            "gates_not_monitored": list(self.gates_not_monitored),
             "ok": not any(f.severity == "error" for f in self.findings),
             "notebook": self.notebook,
             "package": self.package,
@@ -297,6 +301,9 @@ def inspect(notebook: str | Path, *, overrides: Mapping[str, Any] | None = None)
     parameters = tuple(
         {"name": p.name, **p.schema(), "cell": p.cell_index, "line": p.line} for p in analysis.parameters
     )
+    from nb2prod.analysis.gates import notebook_gates
+
+    gates, unmonitored = notebook_gates(analysis.all_cells, (p.name for p in analysis.parameters))
     return Inspection(
         analysis.notebook.name,
         analysis.package,
@@ -305,4 +312,6 @@ def inspect(notebook: str | Path, *, overrides: Mapping[str, Any] | None = None)
         tuple(r.spec for r in analysis.requirements),
         analysis.findings,
         analysis.example_inputs,
+        tuple(g.to_dict() for g in gates),
+        tuple(u.to_dict() for u in unmonitored),
     )

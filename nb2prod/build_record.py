@@ -10,6 +10,7 @@ from typing import Any
 
 from nb2prod import __version__
 from nb2prod.analysis.analyse import Analysis
+from nb2prod.analysis.gates import notebook_gates
 from nb2prod.render import Rendered
 from nb2prod.writer import MANIFEST, sha256_bytes
 
@@ -32,6 +33,7 @@ def job_workdir(analysis: Analysis) -> Path:
 def make_manifest(analysis: Analysis, rendered: Rendered, output: Path) -> bytes:
     config = analysis.config.to_dict()
     config.pop("output", None)
+    gates, unmonitored = notebook_gates(analysis.all_cells, (p.name for p in analysis.parameters))
     notebook_path = os.path.relpath(analysis.notebook.path.resolve(), output.resolve())
     data = {
         "nb2prod_version": __version__,
@@ -48,6 +50,8 @@ def make_manifest(analysis: Analysis, rendered: Rendered, output: Path) -> bytes
         "parameters": {p.name: p.schema() for p in analysis.parameters},
         "requirements": [r.spec for r in analysis.requirements],
         "example_inputs": analysis.example_inputs,
+        "gates": [g.to_dict() for g in gates],  # the metrics cell's simple comparisons, checked live
+        "gates_not_monitored": [u.to_dict() for u in unmonitored],
         "fit_inputs": analysis.fit_inputs,
         "cells": [
             {"index": c.index, "id": c.cell.id, "roles": sorted(c.roles), **({"module": c.module} if c.module else {})}

@@ -52,6 +52,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "drift",
         "Compare current data with a run's training baseline; exit 1 on drift.",
     ),
+    "feedback": (
+        "nb2prod.commands.live",
+        "feedback",
+        "Join labels with a prediction log; live metrics against the run's gates, exit 1 on a failed gate.",
+    ),
+    "monitor": (
+        "nb2prod.commands.live",
+        "monitor",
+        "A run in production: traffic, latency, drift, live metrics, alarms (exit 1 on an alarm).",
+    ),
 }
 
 

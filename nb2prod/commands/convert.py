@@ -177,5 +177,12 @@ def inspect(notebook: Path, name: str | None, model_variable: str | None, fmt: s
         for p in report.parameters:
             click.echo(f"  {p['name']}: {p['type']} = {p['default']!r}  {p['help']}")
     click.echo("requirements: " + (", ".join(report.requirements) or "none"))
+    if report.gates or report.gates_not_monitored:
+        click.echo("quality gates:")
+    for gate in report.gates:
+        threshold = gate["parameter"] if "parameter" in gate else gate["value"]
+        click.echo(f"  {gate['metric']} {gate['op']} {threshold}  (cell {gate['cell'] + 1}, line {gate['line']}; live)")
+    for other in report.gates_not_monitored:
+        click.echo(f"  cell {other['cell'] + 1}, line {other['line']}: assert {other['text']}: not monitored live")
     for finding in report.findings:
         click.echo(f"{finding.severity}: {finding.render()}")

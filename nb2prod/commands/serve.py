@@ -38,7 +38,12 @@ def resolve_store(target: Path, store: Path | None) -> Path:
 )
 @click.option("--strict-ranges", is_flag=True, help="Refuse (422) values outside the training range or categories.")
 @click.option(
-    "--log", "log_dir", type=click.Path(file_okay=False), default=None, help="Prediction log folder (JSON lines)."
+    "--log",
+    "--log-dir",
+    "log_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Prediction log folder (JSON lines).",
 )
 @click.option(
     "--log-sample", default=1.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests logged."
@@ -107,6 +112,27 @@ def resolve_store(target: Path, store: Path | None) -> Path:
     help="New rows between two drift checks.",
 )
 @click.option("--drift-webhook", default=None, metavar="URL", help="POST each change of the drift alarm here (JSON).")
+@click.option(
+    "--feedback-window",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Labelled predictions (POST /feedback) the live metrics cover.",
+)
+@click.option(
+    "--feedback-min-labels",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Labels in the window before quality gates are judged live.",
+)
+@click.option(
+    "--decision-threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Binary models: a score at or above this is class 1 for live metrics.",
+)
 def serve(
     target: Path,
     ref: str,
@@ -133,6 +159,9 @@ def serve(
     drift_alpha: float,
     drift_every: int,
     drift_webhook: str | None,
+    feedback_window: int,
+    feedback_min_labels: int,
+    decision_threshold: float,
 ) -> None:
     """Serve the model of a run (default: the production alias) of TARGET's run store.
 
@@ -170,6 +199,9 @@ def serve(
         drift_alpha=drift_alpha,
         drift_every=drift_every,
         drift_webhook=drift_webhook,
+        feedback_window=feedback_window,
+        feedback_min_labels=feedback_min_labels,
+        decision_threshold=decision_threshold,
     )
     try:
         code = run(root, ref, options)

@@ -152,6 +152,7 @@ class RunManifest:
     host: str
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 (all but run.json)
     predict_inputs: Contract | None = None  # example rows predict was fed in the notebook (example_inputs)
+    gates: tuple[dict[str, Any], ...] = ()  # the build's quality gates, thresholds resolved: {metric, op, value, ...}
     notes: tuple[str, ...] = ()  # what could not be recorded, e.g. no fit(...) call to take a contract from
     manifest_version: int = MANIFEST_VERSION
 

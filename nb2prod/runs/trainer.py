@@ -7,7 +7,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from nb2prod import __version__
 from nb2prod.errors import InputError
@@ -164,6 +164,7 @@ def execute(request: TrainRequest) -> StoredRun:
         pins = installed_pins()
         (folder / "environment.txt").write_text("".join(f"{pin}\n" for pin in pins))
         code_sha = _snapshot_code(build, folder / "code")
+        gates, gate_notes = resolve_gates(build.raw.get("gates") or (), to_jsonable(request.params))
         finished_at = utc_now_iso()
         total_s = time.perf_counter() - t0
         manifest = RunManifest(
@@ -204,7 +205,8 @@ def execute(request: TrainRequest) -> StoredRun:
             host=current_user().split("@", 1)[-1],
             files=file_digests(folder),
             predict_inputs=predict_inputs,
-            notes=tuple(str(p) for p in report.get("problems", [])),
+            gates=gates,
+            notes=tuple(str(p) for p in report.get("problems", [])) + gate_notes,
         )
         return request.store.commit(folder, manifest)
     except BaseException:
@@ -227,3 +229,29 @@ def _snapshot_code(build: BuildInfo, target: Path) -> str:
     shutil.copytree(build.src_dir, target / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
     shutil.copy2(build.build_dir / BUILD_MANIFEST, target / BUILD_MANIFEST)
     return sha256_tree(target).sha256
+
+
+def resolve_gates(
+    gates: Iterable[dict[str, Any]], params: dict[str, Any]
+) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    """Build-time gates with each parameter replaced by the run's value; notes for those whose
+    parameter has no numeric value in the run."""
+    resolved: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for gate in gates:
+        if not isinstance(gate, dict) or not {"metric", "op"} <= set(gate):
+            continue
+        entry: dict[str, Any] = {k: gate[k] for k in ("metric", "op", "cell", "line") if k in gate}
+        value = gate.get("value")
+        if gate.get("parameter"):
+            entry["parameter"] = gate["parameter"]
+            value = params.get(str(gate["parameter"]))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            notes.append(
+                f"quality gate {gate['metric']} {gate['op']} {gate.get('parameter') or value!r} is not recorded: "
+                f"its threshold is not a number in this run"
+            )
+            continue
+        entry["value"] = float(value)
+        resolved.append(entry)
+    return tuple(resolved), tuple(notes)

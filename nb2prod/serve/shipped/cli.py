@@ -44,7 +44,14 @@ def parser(program: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--strict-ranges", action="store_true", help="refuse out-of-range values"
     )
-    p.add_argument("--log", default=None, metavar="DIR", help="prediction log folder")
+    p.add_argument(
+        "--log",
+        "--log-dir",
+        dest="log",
+        default=None,
+        metavar="DIR",
+        help="prediction log folder",
+    )
     p.add_argument(
         "--log-sample", type=float, default=1.0, help="share of requests logged"
     )
@@ -89,6 +96,15 @@ def parser(program: str) -> argparse.ArgumentParser:
         metavar="URL",
         help="POST the drift alarm's changes here",
     )
+    p.add_argument(
+        "--feedback-window", type=int, default=1000, help="labels in live metrics"
+    )
+    p.add_argument(
+        "--feedback-min-labels", type=int, default=50, help="labels before gates"
+    )
+    p.add_argument(
+        "--decision-threshold", type=float, default=0.5, help="binary score cut"
+    )
     return p
 
 
@@ -130,6 +146,9 @@ def serve_main(
         drift_alpha=args.drift_alpha,
         drift_every=args.drift_every,
         drift_webhook=args.drift_webhook,
+        feedback_window=max(args.feedback_window, 1),
+        feedback_min_labels=max(args.feedback_min_labels, 1),
+        decision_threshold=args.decision_threshold,
     )
     spec = {"factory": factory, "args": {"store": args.store, "ref": args.model}}
     try:

@@ -27,6 +27,8 @@ from .drift_window import (
     DriftMonitor,
     check_webhook,
 )
+from .feedback import DEFAULT_MEMORY, DEFAULT_MIN_LABELS, DEFAULT_THRESHOLD, LiveMonitor
+from .feedback import DEFAULT_WINDOW as FEEDBACK_WINDOW
 from .metrics import Metrics
 from .model import ModelRuntime
 from .predlog import DEFAULT_MAX_BYTES, BackgroundWriter, PredictionLog
@@ -56,6 +58,14 @@ class ServeOptions:
     wait: bool = False
     title: str = "nb2prod model server"
     version: str = ""
+    feedback_window: int = (
+        FEEDBACK_WINDOW  # labelled predictions the live metrics cover
+    )
+    feedback_min_labels: int = (
+        DEFAULT_MIN_LABELS  # labels needed before gates are judged
+    )
+    feedback_memory: int = DEFAULT_MEMORY  # predictions remembered for joining labels
+    decision_threshold: float = DEFAULT_THRESHOLD  # binary scores >= this are class 1
     extra: dict[str, Any] = field(default_factory=dict)
     drift: bool = True  # live drift of the window against the run's baseline
     drift_window: int = DEFAULT_WINDOW
@@ -147,6 +157,8 @@ def build_app(
     from .app import ServeConfig, create_app
 
     monitors = [*option_monitors(options), *monitors]
+    if not any(m.name == LiveMonitor.name for m in monitors):
+        monitors.append(LiveMonitor.from_options(options, token_from(options)))
     observers = [*observers, *(m.observe for m in monitors)]
     routers = [*routers, *(r for m in monitors for r in m.routers())]
     metrics = Metrics()
