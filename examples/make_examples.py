@@ -115,6 +115,7 @@ inspector), which is also what papermill reads:
 | `train` | generate data, split, fit `model` |
 | `metrics` | held-out precision, recall, F1, ROC AUC and the quality gates |
 | `predict` | `predict(model, inputs)` on raw transaction columns |
+| `explain` | `explain(model, inputs)`: the top three reasons each transaction was flagged |
 | `test` | checks of the feature function |
 
 Untagged cells are exploration: `nb2prod` leaves them out of the package.
@@ -308,6 +309,80 @@ def predict(model, inputs):
         "predict",
     ),
     code("try-predict", "predict(model, test_df[RAW_COLUMNS].head())"),
+    code(
+        "explain",
+        """
+import importlib
+import importlib.util
+
+
+def explain(model, inputs):
+    \"\"\"Why each transaction in `inputs` got its fraud probability: every feature's contribution
+    (largest first, with the feature's value), and the top three reasons it was flagged.
+
+    The contributions come from the forest's TreeSHAP when shap is installed (`pip install shap`),
+    else from the trees' decision paths: each split adds the change of the fraud share from a node
+    to its child to the split's feature, averaged over the trees ("path contributions"). Either
+    way the base value plus the contributions is the fraud probability predict returns.\"\"\"
+    features = build_features(pd.DataFrame(inputs))
+    fraud = list(model.classes_).index(1)
+    if importlib.util.find_spec("shap") is not None:
+        shap = importlib.import_module("shap")
+        explainer = shap.TreeExplainer(model)
+        contributions = np.asarray(explainer.shap_values(features))[:, :, fraud]
+        base = float(np.atleast_1d(explainer.expected_value)[fraud])
+        method = "shap-tree"
+    else:
+        contributions, base = path_contributions(model, features.to_numpy(dtype=np.float32), fraud)
+        method = "tree-path"
+    scores = model.predict_proba(features)[:, fraud]
+    explanations = []
+    for row in range(len(features)):
+        order = np.argsort(-np.abs(contributions[row]), kind="stable")
+        items = [
+            {
+                "feature": FEATURES[i],
+                "value": float(features.iloc[row, i]),
+                "contribution": float(contributions[row, i]),
+            }
+            for i in order
+        ]
+        reasons = [
+            f"{item['feature']} = {item['value']:.4g} ({item['contribution']:+.3f})"
+            for item in items
+            if item["contribution"] > 0
+        ][:3]
+        explanations.append(
+            {
+                "base_value": base,
+                "value": float(scores[row]),
+                "contributions": items,
+                "reasons": reasons,
+                "method": method,
+            }
+        )
+    return explanations
+
+
+def path_contributions(model, X, fraud):
+    \"\"\"Each feature's contribution to the forest's fraud probability along each row's decision paths.\"\"\"
+    contributions = np.zeros(X.shape)
+    base = 0.0
+    for tree in model.estimators_:
+        nodes = tree.tree_
+        share = nodes.value[:, 0, fraud] / nodes.value[:, 0, :].sum(axis=1)
+        base += share[0]
+        paths = tree.decision_path(X)
+        for row in range(X.shape[0]):
+            path = paths.indices[paths.indptr[row] : paths.indptr[row + 1]]  # root to leaf
+            parents, children = path[:-1], path[1:]
+            np.add.at(contributions[row], nodes.feature[parents], share[children] - share[parents])
+    count = len(model.estimators_)
+    return contributions / count, base / count
+""",
+        "explain",
+    ),
+    code("try-explain", '[e["reasons"] for e in explain(model, test_df[RAW_COLUMNS].head(3))]'),
     md("tests-heading", "## Tests\n\nTagged `test`: these become pytest tests of the package."),
     code(
         "test-build-features",

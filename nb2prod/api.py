@@ -285,7 +285,9 @@ def inspect(notebook: str | Path, *, overrides: Mapping[str, Any] | None = None)
     analysis = prepared.analysis
     cells = []
     analysed = {
-        c.index: c for group in (analysis.job_cells, analysis.predict_cells, analysis.test_cells) for c in group
+        c.index: c
+        for group in (analysis.job_cells, analysis.predict_cells, analysis.explain_cells, analysis.test_cells)
+        for c in group
     }
     for module in analysis.modules:
         analysed.update({c.index: c for c in module.cells})

@@ -62,6 +62,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "monitor",
         "A run in production: traffic, latency, drift, live metrics, alarms (exit 1 on an alarm).",
     ),
+    "explain": (
+        "nb2prod.commands.explain",
+        "explain",
+        "Explain a run's predictions on CSV or JSON rows: each row's largest feature contributions.",
+    ),
 }
 
 

@@ -56,7 +56,7 @@ def _has_statements(code: str) -> bool:
 def chunk_shapes(roles: frozenset[str], has_test_functions: bool) -> list[tuple[int, bool]]:
     """(indent, in_module) of every chunk plan_build makes from a cell with these roles."""
     shapes: list[tuple[int, bool]] = []
-    if "export" in roles or "predict" in roles:
+    if "export" in roles or "predict" in roles or "explain" in roles:
         shapes.append((0, True))
     if roles & {"train", "metrics"}:
         shapes.append((0, False))  # _job.py and job/train.ipynb hold the same code
@@ -118,8 +118,13 @@ def plan_build(analysis: Analysis) -> Plan:
             "package_imports": module.needs.sorted_package(),
         }
         files.append(PlannedFile(f"{src}/{module.name}.py", "package/module.py.j2", context, chunks))
+    explain_exported = "explain" not in all_names  # an exported `explain` of the notebook's own wins
     files.append(
-        PlannedFile(f"{src}/__init__.py", "package/__init__.py.j2", {**base, "all_names": sorted(set(all_names))})
+        PlannedFile(
+            f"{src}/__init__.py",
+            "package/__init__.py.j2",
+            {**base, "all_names": sorted({*all_names, "explain"}), "explain_exported": explain_exported},
+        )
     )
     files.append(PlannedFile(f"{src}/_runtime.py", None))
     files.append(PlannedFile(f"{src}/py.typed", None))
@@ -145,6 +150,16 @@ def plan_build(analysis: Analysis) -> Plan:
         "package_imports": analysis.predict_needs.sorted_package(),
     }
     files.append(PlannedFile(f"{src}/predict.py", "package/predict.py.j2", context, predict_chunks))
+    explain_chunks = tuple(Chunk(next(keys), cell, "explain", 0) for cell in analysis.explain_cells)
+    explain_needs = analysis.explain_needs if analysis.explain_cells else analysis.predict_needs
+    context = {
+        **base,
+        "imports": explain_needs.sorted_imports() if analysis.explain_cells or analysis.explain_features else (),
+        "package_imports": explain_package_imports(analysis),
+        "features": _one_line_expression(analysis.explain_features),
+        "parameter": analysis.explain_parameter,
+    }
+    files.append(PlannedFile(f"{src}/explain.py", "package/explain.py.j2", context, explain_chunks))
     files.append(PlannedFile(f"{src}/serve.py", "package/serve.py.j2", base))
     files.extend(PlannedFile(f"{src}/_serve/{name}", None) for name in shipped_serve_files())
     tests = []
@@ -175,10 +190,11 @@ def plan_build(analysis: Analysis) -> Plan:
         **base,
         "module_names": [m.name for m in analysis.modules]
         + (["params", "train"] if analysis.has_job else [])
-        + ["predict"],
+        + ["predict", "explain"],
         "example_inputs": _one_line_expression(analysis.example_inputs),
         "example_names": analysis.example_names,
         "example_imports": tuple((m, n) for m, n in example_imports if n),
+        "has_explain_cell": bool(analysis.explain_cells),
     }
     files.append(PlannedFile("tests/conftest.py", "package/tests/conftest.py.j2", base))
     files.append(PlannedFile("tests/test_contract.py", "package/tests/test_contract.py.j2", context))
@@ -190,6 +206,19 @@ def plan_build(analysis: Analysis) -> Plan:
     files.append(PlannedFile(f"{src}/_sourcemap.json", None))
     files.append(PlannedFile("nb2prod.json", None))
     return Plan(analysis, tuple(files), job_chunks)
+
+
+def explain_package_imports(analysis: Analysis) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The exported names explain.py imports: the explain cell's, else those of the feature expression."""
+    if analysis.explain_cells:
+        return analysis.explain_needs.sorted_package()
+    used = _names_in(analysis.explain_features)
+    found = []
+    for module, names in analysis.predict_needs.sorted_package():
+        kept = tuple(n for n in names if n in used)
+        if kept:
+            found.append((module, kept))
+    return tuple(found)
 
 
 def train_example(analysis: Analysis) -> str:

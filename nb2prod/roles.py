@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from nb2prod.errors import Finding, Location
 from nb2prod.notebook import Cell, Notebook
 
-ROLES = ("parameters", "export", "train", "metrics", "predict", "test", "skip")
+ROLES = ("parameters", "export", "train", "metrics", "predict", "explain", "test", "skip")
 DEFAULT_MODULE = "core"
 
 # Markers of other tools that mean one of our roles.

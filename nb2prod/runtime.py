@@ -1224,3 +1224,218 @@ def predict_main(argv: Sequence[str] | None, predict: Any, program: str) -> int:
     for value in outputs:
         print(json.dumps(to_jsonable(value)))
     return 0
+
+
+EXPLAIN_EXTRA = "pip install nb2prod[explain]"
+_EXPLAINERS: Any = (
+    None  # model -> (method, explainer, ...), built on first use (weak keys)
+)
+
+
+class ExplainUnavailable(Exception):
+    """Nothing can explain this model: no explain cell, and SHAP cannot (missing, or the model's kind)."""
+
+
+def explain_rows(explain: Any, model: Any, inputs: Any) -> list[Any]:
+    """`explain(model, inputs)` as JSON-ready values, one per input row (else ValueError)."""
+    result = explain(model, inputs)
+    values = (
+        [to_jsonable(v) for v in result]
+        if isinstance(result, (list, tuple))
+        else list(to_jsonable(result))
+    )
+    rows = len(inputs)
+    if len(values) != rows:
+        raise ValueError(f"explain returned {len(values)} explanations for {rows} rows")
+    return values
+
+
+def _explained_parts(model: Any) -> tuple[Any, Any, str]:
+    """(the estimator SHAP explains, the steps before it or None, "tree" | "linear")."""
+    final, before = model, None
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list) and steps and hasattr(model, "__getitem__"):
+        final, before = steps[-1][1], model[:-1]
+    kind = type(final)
+    where = kind.__module__
+    if where.startswith(("sklearn.ensemble", "sklearn.tree")) and (
+        hasattr(final, "estimators_") or hasattr(final, "tree_")
+    ):
+        return final, before, "tree"
+    if where.startswith(("sklearn.linear_model", "sklearn.svm")) and hasattr(
+        final, "coef_"
+    ):
+        return final, before, "linear"
+    raise ExplainUnavailable(
+        f"a {where}.{kind.__qualname__} cannot be explained without an explain cell: SHAP "
+        "explains scikit-learn tree ensembles and linear models here; add a cell defining "
+        "`explain(model, inputs)` (tag `explain`)"
+    )
+
+
+def _explainer(model: Any) -> tuple[Any, Any, str, Any]:
+    """(final estimator, steps before it, method, SHAP explainer), cached per model object."""
+    global _EXPLAINERS
+    import weakref
+
+    if _EXPLAINERS is None:
+        _EXPLAINERS = weakref.WeakKeyDictionary()
+    try:
+        cached = _EXPLAINERS.get(model)
+    except TypeError:  # not weakly referenceable: built every time
+        cached = None
+    if cached is not None:
+        return cached
+    final, before, kind = _explained_parts(model)
+    try:
+        import shap
+    except ImportError:
+        raise ExplainUnavailable(
+            f"explanations of this model need SHAP, which is not installed: {EXPLAIN_EXTRA} "
+            "(or pip install shap), or add an explain cell to the notebook"
+        ) from None
+    if kind == "tree":
+        explainer = shap.TreeExplainer(final)
+        method = "shap-tree"
+    else:
+        import numpy
+
+        width = len(numpy.atleast_2d(final.coef_)[0])
+        background = shap.maskers.Independent(numpy.zeros((1, width)))
+        explainer = shap.LinearExplainer(final, background)
+        method = "shap-linear"
+    built = (final, before, method, explainer)
+    try:
+        _EXPLAINERS[model] = built
+    except TypeError:
+        pass
+    return built
+
+
+def _feature_matrix(final: Any, before: Any, features: Any) -> tuple[Any, list[str]]:
+    import numpy
+
+    if (
+        isinstance(features, (list, tuple))
+        and features
+        and isinstance(features[0], Mapping)
+    ):
+        import pandas
+
+        features = pandas.DataFrame.from_records(list(features))
+    names = [str(c) for c in getattr(features, "columns", ())]
+    if before is not None:
+        features = before.transform(features)
+        try:
+            names = [str(n) for n in before.get_feature_names_out()]
+        except Exception:  # noqa: BLE001 - a step without feature names: numbered
+            names = []
+        if hasattr(features, "toarray"):
+            features = features.toarray()
+    matrix = numpy.asarray(features, dtype=float)
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if len(names) != matrix.shape[1]:
+        known = getattr(final, "feature_names_in_", None)
+        names = (
+            [str(n) for n in known]
+            if known is not None and len(known) == matrix.shape[1]
+            else [f"x{i}" for i in range(matrix.shape[1])]
+        )
+    return matrix, names
+
+
+def _scores(
+    model: Any, explainer: Any, method: str, features: Any, rows: int
+) -> tuple[Any, str]:
+    """The model's own scores that SHAP's values explain, as a (rows, outputs) array, and
+    what they are: `model` (the whole Pipeline) is called on the features it is given.
+    """
+    import numpy
+
+    output = getattr(getattr(explainer, "model", None), "tree_output", None)
+    if method == "shap-tree" and output == "probability":
+        return numpy.asarray(model.predict_proba(features), dtype=float), "probability"
+    if hasattr(model, "decision_function") and (
+        method == "shap-linear" or output == "log_odds"
+    ):
+        scores = numpy.asarray(model.decision_function(features), dtype=float)
+        return scores.reshape(rows, -1), "decision function (log-odds)"
+    scores = numpy.asarray(model.predict(features), dtype=float)
+    return scores.reshape(rows, -1), "prediction"
+
+
+def explain_model(
+    model: Any, features: Any, *, features_from: str | None = None
+) -> list[dict[str, Any]]:
+    """Per-row SHAP contributions of a scikit-learn tree ensemble or linear model (also the last
+    step of a Pipeline) to its score: {"base_value", "value", "contributions": [{"feature",
+    "value", "contribution"}] largest first, "method", "output", "features"}; base_value plus the
+    contributions is value. Raises ExplainUnavailable with the fix when SHAP cannot explain it.
+    """
+    import numpy
+
+    final, before, method, explainer = _explainer(model)
+    if (
+        isinstance(features, (list, tuple))
+        and features
+        and isinstance(features[0], Mapping)
+    ):
+        import pandas
+
+        features = pandas.DataFrame.from_records(list(features))
+    matrix, names = _feature_matrix(final, before, features)
+    if not len(matrix):
+        return []
+    raw = explainer.shap_values(matrix)
+    values = (
+        numpy.stack([numpy.asarray(v) for v in raw], axis=-1)
+        if isinstance(raw, list)
+        else numpy.asarray(raw)
+    )
+    if values.ndim == 2:
+        values = values[..., None]
+    base = numpy.atleast_1d(numpy.asarray(explainer.expected_value, dtype=float))
+    scores, output = _scores(model, explainer, method, features, len(matrix))
+    outputs = values.shape[2]
+    classes = list(getattr(final, "classes_", ()))
+    explanations = []
+    for row in range(len(matrix)):
+        if outputs == 1:
+            column = 0
+        elif outputs == 2:
+            column = 1
+        else:
+            column = int(numpy.argmax(scores[row])) if scores.shape[1] == outputs else 0
+        contributions = values[row, :, column]
+        if scores.shape[1] == outputs:
+            value = float(scores[row, column])
+        else:
+            value = float(base[column] + contributions.sum())
+        order = sorted(range(len(names)), key=lambda i: -abs(float(contributions[i])))
+        explanation: dict[str, Any] = {
+            "base_value": float(base[column] if len(base) > column else base[0]),
+            "value": value,
+            "contributions": [
+                {
+                    "feature": names[i],
+                    "value": to_jsonable(matrix[row, i]),
+                    "contribution": float(contributions[i]),
+                }
+                for i in order
+            ],
+            "method": method,
+            "output": output
+            + (
+                f" of class {to_jsonable(classes[column])}"
+                if len(classes) > 1 and outputs > 1
+                else ""
+            ),
+            "features": (
+                f"the model's features, from {features_from}"
+                if features_from
+                else "the model's input features"
+            ),
+        }
+        explanations.append(explanation)
+    return explanations

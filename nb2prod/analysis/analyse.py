@@ -28,7 +28,8 @@ ACCEPTS: dict[str, frozenset[str]] = {
     "train": frozenset({"export", "parameters", "train"}),
     "metrics": frozenset({"export", "parameters", "train", "metrics"}),
     "predict": frozenset({"export", "predict"}),
-    "test": frozenset({"export", "parameters", "train", "metrics", "predict", "test"}),
+    "explain": frozenset({"export", "explain"}),
+    "test": frozenset({"export", "parameters", "train", "metrics", "predict", "explain", "test"}),
 }
 ORDERED_ROLES = frozenset({"parameters", "train", "metrics", "test"})  # must come before their use
 JOB_ROLES = frozenset({"parameters", "train", "metrics"})
@@ -112,6 +113,13 @@ class Analysis:
     all_cells: tuple[RoledCell, ...]
     uses: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     job_bound: frozenset[str] = frozenset()  # names the job's cells and parameters bind (locals of `run`)
+    explain_cells: tuple[CodeCell, ...] = ()
+    explain_needs: Needs = field(default_factory=Needs)
+    # without an explain cell: the expression of predict's model call argument when predict builds the
+    # model's features through exported code (`build_features(pd.DataFrame(inputs))`), and predict's
+    # input parameter it reads; the default explanation explains those features
+    explain_features: str | None = None
+    explain_parameter: str = "inputs"
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -209,8 +217,9 @@ class _Analyser:
             | {p.name for p in parameters}
         )
         predict_cells = tuple(c for c in self.code_cells.values() if "predict" in c.roles)
+        explain_cells = tuple(c for c in self.code_cells.values() if "explain" in c.roles)
         test_cells = tuple(c for c in self.code_cells.values() if "test" in c.roles)
-        job_needs, predict_needs, test_needs = Needs(), Needs(), Needs()
+        job_needs, predict_needs, test_needs, explain_needs = Needs(), Needs(), Needs(), Needs()
         module_needs = {name: Needs() for name in modules_cells}
         test_uses_job: dict[int, tuple[str, ...]] = {}
         uses_map: dict[int, tuple[tuple[str, int], ...]] = {}
@@ -225,6 +234,8 @@ class _Analyser:
                     needs = job_needs
                 elif role == "predict":
                     needs = predict_needs
+                elif role == "explain":
+                    needs = explain_needs
                 else:
                     needs = test_needs
                 from_job = self._resolve(code_cell, role, needs)
@@ -243,11 +254,15 @@ class _Analyser:
         self._check_function_scoping(test_cells)
         self._check_exported_globals(modules, job_cells)
         self._check_model_and_predict(job_cells, predict_cells)
+        self._check_explain(explain_cells)
         self.findings.extend(unloadable_model_findings(self.notebook, job_cells, self.config.model_variable))
         example_inputs, fit_inputs, example_names = (
             self._example_inputs(job_cells, test_cells, modules, test_needs) if job_cells else (None, None, ())
         )
-        requirements = self._requirements(modules, job_needs, predict_needs, test_needs, package)
+        requirements = self._requirements(modules, job_needs, predict_needs, test_needs, explain_needs, package)
+        explain_features, explain_parameter = (
+            _predict_features(predict_cells, modules) if not explain_cells else (None, "inputs")
+        )
         return Analysis(
             self.notebook,
             self.config,
@@ -270,6 +285,10 @@ class _Analyser:
             self.cells,
             uses_map,
             job_bound,
+            explain_cells,
+            explain_needs,
+            explain_features,
+            explain_parameter,
         )
 
     def _prepare(self, roled: RoledCell, tagged_cell: bool) -> CodeCell | None:
@@ -535,7 +554,9 @@ class _Analyser:
         role: str,
         name: str,
     ) -> None:
-        binder_role = next(r for r in ("parameters", "export", "train", "metrics", "predict", "test") if r in roles)
+        binder_role = next(
+            r for r in ("parameters", "export", "train", "metrics", "predict", "explain", "test") if r in roles
+        )
         tag = "train" if binder_role == "parameters" else binder_role
         skipped = "skip" in cell.roles
         kind = "cell, tagged `skip`," if skipped else "untagged cell"
@@ -587,7 +608,7 @@ class _Analyser:
             definer = definers[0]
             tag = (
                 "export"
-                if definer.names.defines_callables or role in ("export", "predict")
+                if definer.names.defines_callables or role in ("export", "predict", "explain")
                 else ("train" if role in ("train", "metrics", "test") else "export")
             )
             self.error(
@@ -813,6 +834,36 @@ class _Analyser:
                 [c for c in job_cells if "metrics" in c.roles][0].roled,
             )
 
+    def _check_explain(self, explain_cells: tuple[CodeCell, ...]) -> None:
+        """An explain cell defines `explain(model, inputs)`, as a predict cell defines `predict`."""
+        broken_roles = {r for c in self.broken for r in c.roles}
+        if (
+            explain_cells
+            and not any(_defines_function(c.code, "explain") for c in explain_cells)
+            and "explain" not in broken_roles
+        ):
+            self.error(
+                "no-explain-function",
+                "the explain cell does not define `explain(model, inputs)`",
+                explain_cells[0].roled,
+                fix="Define `def explain(model, inputs):` returning one explanation per input row.",
+                role="explain",
+            )
+        for code_cell in explain_cells:
+            for node in ast.parse(code_cell.code).body:
+                if (
+                    isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.name == "explain"
+                    and not _takes_two_arguments(node)
+                ):
+                    self.error(
+                        "explain-signature",
+                        "`explain` must take two arguments, `explain(model, inputs)`",
+                        code_cell.roled,
+                        node.lineno,
+                        role="explain",
+                    )
+
     def _example_inputs(
         self,
         job_cells: tuple[CodeCell, ...],
@@ -1036,11 +1087,57 @@ def _safe_binds(roled: RoledCell) -> frozenset[str]:
 def _cross_role_fix(role: str, binder_role: str) -> str:
     if role == "export" and binder_role in JOB_ROLES:
         return "Exported code runs outside the training job: pass the value in as a function argument, or move this code into a train cell."
-    if role == "predict":
+    if role in ("predict", "explain"):
         return (
-            "predict sees only exported code and its arguments: export what it needs, or pass it in through the model."
+            f"{role} sees only exported code and its arguments: export what it needs, or pass it in through the model."
         )
     return f"Tag the defining cell so that {role} code can see it."
+
+
+MODEL_CALLS = frozenset({"predict", "predict_proba", "decision_function"})
+
+
+def _predict_features(predict_cells: tuple[CodeCell, ...], modules: tuple[ExportModule, ...]) -> tuple[str | None, str]:
+    """What predict hands the model, when it builds the model's features through an exported
+    function from its inputs alone: `features = build_features(pd.DataFrame(inputs))` and then
+    `model.predict_proba(features)` give `build_features(pd.DataFrame(inputs))`. None otherwise."""
+    exported = {name for m in modules for name in m.public}
+    for code_cell in predict_cells:
+        for node in ast.parse(code_cell.code).body:
+            if not (isinstance(node, ast.FunctionDef) and node.name == "predict" and len(node.args.args) >= 2):
+                continue
+            model, inputs = node.args.args[0].arg, node.args.args[1].arg
+            assigned: dict[str, ast.expr] = {}
+            for statement in ast.walk(node):
+                if (
+                    isinstance(statement, ast.Assign)
+                    and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name)
+                ):
+                    assigned.setdefault(statement.targets[0].id, statement.value)
+            for call in ast.walk(node):
+                if not (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and isinstance(call.func.value, ast.Name)
+                    and call.func.value.id == model
+                    and call.func.attr in MODEL_CALLS
+                    and len(call.args) == 1
+                ):
+                    continue
+                argument = call.args[0]
+                if isinstance(argument, ast.Name) and argument.id in assigned:
+                    argument = assigned[argument.id]
+                if not (isinstance(argument, ast.Call) and isinstance(argument.func, ast.Name)):
+                    continue
+                if argument.func.id not in exported:
+                    continue
+                names = {n.id for n in ast.walk(argument) if isinstance(n, ast.Name)}
+                local = {n for n in names if n in assigned or n == model}
+                if local or inputs not in names:
+                    continue
+                return ast.unparse(argument), inputs
+    return None, "inputs"
 
 
 def _takes_two_arguments(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

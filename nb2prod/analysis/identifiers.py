@@ -6,7 +6,9 @@ import keyword
 import re
 import sys
 
-RESERVED_MODULES = frozenset({"params", "train", "predict", "_runtime", "_sourcemap", "__init__", "__main__", "tests"})
+RESERVED_MODULES = frozenset(
+    {"params", "train", "predict", "explain", "_runtime", "_sourcemap", "__init__", "__main__", "tests"}
+)
 
 
 def distribution_name(raw: str) -> str:

@@ -201,7 +201,7 @@ def add_hidden_requirements(analysis):  # type: ignore[no-untyped-def]
 
     from nb2prod.errors import Finding
 
-    cells = [*analysis.job_cells, *analysis.predict_cells, *analysis.test_cells]
+    cells = [*analysis.job_cells, *analysis.predict_cells, *analysis.explain_cells, *analysis.test_cells]
     for module in analysis.modules:
         cells.extend(module.cells)
     found = {r.name: r for r in analysis.requirements}

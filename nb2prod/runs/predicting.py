@@ -135,6 +135,7 @@ class LoadedRun:
     model: Any
     predict_function: Callable[[Any, Any], Any]
     custom_predict: bool  # the notebook has a predict cell (else the model's own predict is called)
+    explain_function: Callable[[Any, Any], Any] | None = None  # the package's explain (None: built before it had one)
 
     def shape(self, rows: Sequence[dict[str, Any] | list[Any]]) -> Any:
         """Rows as the predict function takes them; ValueError names a missing or mistyped column."""
@@ -166,6 +167,40 @@ class LoadedRun:
         if len(values) != len(rows):
             raise InputError(
                 f"predict of run {self.run.run_id} returned {len(values)} values for {len(rows)} input rows."
+            )
+        return values
+
+    def explain_rows(self, rows: Sequence[dict[str, Any] | list[Any]], source: str = "INPUT") -> list[Any]:
+        """One JSON-ready explanation per row, from the package's `explain` (the notebook's explain
+        cell, else SHAP's contributions for a tree ensemble or linear model), fed what predict is fed.
+
+        Raises ExplainUnavailable (the sentence says how to enable explanations) when nothing can
+        explain the model, InputError naming `source` for rows that cannot be explained."""
+        if self.explain_function is None:
+            from nb2prod.runtime import ExplainUnavailable
+
+            raise ExplainUnavailable(
+                f"run {self.run.run_id} was built before nb2prod generated an explain module: rebuild the notebook"
+                " and train a new run to explain its predictions"
+            )
+        if not rows:
+            return []
+        try:
+            inputs = self.shape(rows)
+        except ValueError as exc:
+            raise InputError(f"{source}: {exc}.") from None
+        try:
+            result = self.explain_function(self.model, inputs)
+        except Exception as exc:
+            if type(exc).__name__ == "ExplainUnavailable":
+                raise
+            raise InputError(
+                f"{source}: explain of run {self.run.run_id} failed on these rows ({type(exc).__name__}: {exc})."
+            ) from exc
+        values = [to_jsonable(v) for v in result] if isinstance(result, (list, tuple)) else list(to_jsonable(result))
+        if len(values) != len(rows):
+            raise InputError(
+                f"explain of run {self.run.run_id} returned {len(values)} explanations for {len(rows)} input rows."
             )
         return values
 
@@ -230,7 +265,10 @@ def load_run(store: RunStore | Path | str, ref: str, *, trust_pickle: bool = Fal
     with package_on_path(run.path / "code" / "src", package), _fresh_bytecode():
         model = load_model(run.path, manifest.model, trust_pickle=trust_pickle or signed)
         module = importlib.import_module(f"{package}.predict")
-    return LoadedRun(run, model, module.predict, has_predict_cell(run))
+        explain = None
+        if (run.path / "code" / "src" / package / "explain.py").is_file():
+            explain = importlib.import_module(f"{package}.explain").explain
+    return LoadedRun(run, model, module.predict, has_predict_cell(run), explain)
 
 
 @contextlib.contextmanager
@@ -244,6 +282,19 @@ def _fresh_bytecode() -> Iterator[None]:
             yield
         finally:
             sys.dont_write_bytecode, sys.pycache_prefix = before
+
+
+def explain_rows(
+    store: RunStore,
+    ref: str,
+    rows: Sequence[dict[str, Any] | list[Any]],
+    source: str = "INPUT",
+    *,
+    trust_pickle: bool = False,
+) -> tuple[LoadedRun, list[Any]]:
+    """The run `ref` names, and one JSON-ready explanation per row from its package's `explain`."""
+    loaded = load_run(store, ref, trust_pickle=trust_pickle)
+    return loaded, loaded.explain_rows(rows, source)
 
 
 def predict_rows(

@@ -36,6 +36,10 @@ class RunStoreSource:
         def predict_records(records: list[dict[str, Any]]) -> list[Any]:
             return outputs_list(predict(model, shape(records)))
 
+        def explain_records(records: list[dict[str, Any]]) -> list[Any]:
+            # never called by /predict: the explainer (SHAP) is built on the first call, then cached per model
+            return loaded.explain_rows(records, "instances")
+
         alias_file = self.store.root / "aliases" / f"{self.ref}.json"
         kind = type(model)
         return LoadedModel(
@@ -55,6 +59,7 @@ class RunStoreSource:
             },
             loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             run_dir=str(loaded.run.path),
+            explain=explain_records if loaded.explain_function is not None else None,
         )
 
     def validate(self, records: Sequence[Any], contract: Any, strict_ranges: bool) -> list[Any]:

@@ -24,9 +24,11 @@ class PackageRunSource:
         store: str | Path,
         ref: str,
         package: str = "",
+        explain: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         self.runtime = runtime
         self.predict_function = predict
+        self.explain_function = explain
         self.store = Path(store)
         self.ref = ref
         self.package = package
@@ -54,6 +56,15 @@ class PackageRunSource:
         def predict_records(records: list[dict[str, Any]]) -> list[Any]:
             return outputs_list(predict(model, shape_records(records, contract)))
 
+        explain = self.explain_function
+        explain_rows = getattr(self.runtime, "explain_rows", None)
+
+        def explain_records(records: list[dict[str, Any]]) -> list[Any]:
+            # never called by /predict: the explainer is built on the first call, then cached
+            assert explain is not None and explain_rows is not None
+            return explain_rows(explain, model, shape_records(records, contract))
+
+        can_explain = explain is not None and explain_rows is not None
         alias_file = self.store / "aliases" / f"{self.ref}.json"
         return LoadedModel(
             run=run,
@@ -67,6 +78,7 @@ class PackageRunSource:
             info=_info(model, changed, self.package),
             loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             run_dir=str(folder),
+            explain=explain_records if can_explain else None,
         )
 
     def validate(

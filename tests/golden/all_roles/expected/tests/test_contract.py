@@ -14,7 +14,7 @@ from golden_all_roles.predict import load_model, predict
 from golden_all_roles.params import PARAMETER_SCHEMA, Params
 from golden_all_roles.train import MODEL_VARIABLE
 
-MODULES = ["core", "params", "train", "predict"]
+MODULES = ["core", "params", "train", "predict", "explain"]
 
 
 def test_package_imports_and_exports() -> None:

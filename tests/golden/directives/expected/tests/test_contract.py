@@ -14,7 +14,7 @@ from golden_directives.predict import load_model, predict
 from golden_directives.params import PARAMETER_SCHEMA, Params
 from golden_directives.train import MODEL_VARIABLE
 
-MODULES = ["geometry", "shapes", "params", "train", "predict"]
+MODULES = ["geometry", "shapes", "params", "train", "predict", "explain"]
 
 
 def test_package_imports_and_exports() -> None:

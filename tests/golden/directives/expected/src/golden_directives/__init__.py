@@ -2,6 +2,7 @@
 
 from .geometry import area_of_square
 from .shapes import Shape
+from .explain import explain
 
 __version__ = "0.1.0"
-__all__ = ["Shape", "area_of_square"]
+__all__ = ["Shape", "area_of_square", "explain"]

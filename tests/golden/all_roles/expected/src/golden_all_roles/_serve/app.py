@@ -6,10 +6,11 @@ validator batch scoring and drift use); nothing from a request is unpickled or e
 The request model shown in OpenAPI is generated from the contract, so `/docs` lists the real
 field names and types.
 
-Routes: POST /predict, GET /healthz, /readyz, /metadata, /metrics, /openapi.json, /docs;
+Routes: POST /predict, POST /explain, GET /healthz, /readyz, /metadata, /metrics, /openapi.json, /docs;
 GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready,
 POST /v2/models/NAME/infer. Errors: {"error", "field", "rule"} with 400 (malformed JSON),
-401 (token), 404, 413 (too large), 422 (contract), 500 (predict failed), 503 (not ready),
+401 (token), 404, 413 (too large), 422 (contract), 500 (predict or explain failed),
+501 (nothing can explain the model: the sentence says how to enable it), 503 (not ready),
 504 (timeout); never a traceback.
 """
 
@@ -165,6 +166,8 @@ def create_app(
         finally:
             runtime.stop()
             writer.close()
+            for pool in explainers:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     monitors = list(monitors)
     for monitor in monitors:
@@ -222,6 +225,33 @@ def create_app(
                 400, f"the body is not valid JSON ({exc})", None, "json"
             ) from None
 
+    async def read_instances(request: Request) -> list[Any]:
+        """The records of a body {"instances": [record, ...]} (or one record)."""
+        body = await read_json(request)
+        if not isinstance(body, dict) or "instances" not in body:
+            raise HTTPProblem(
+                422,
+                'the body must be an object {"instances": [record, ...]}',
+                "instances",
+                "missing",
+            )
+        unknown = sorted(k for k in body if k != "instances")
+        if unknown:
+            raise HTTPProblem(
+                422,
+                f"unknown key {unknown[0]!r} in the body",
+                unknown[0],
+                "unknown",
+            )
+        records = body["instances"]
+        if isinstance(records, dict):
+            records = [records]
+        if not isinstance(records, list):
+            raise HTTPProblem(
+                422, "instances must be a list of records", "instances", "type"
+            )
+        return records
+
     def check_size(n: int) -> None:
         if n > config.max_instances:
             raise HTTPProblem(
@@ -238,9 +268,8 @@ def create_app(
             raise HTTPProblem(503, f"not ready: {why}", None, "not-ready")
         return loaded
 
-    async def score(records: list[dict[str, Any]]) -> tuple[Any, list[Any], list[str]]:
-        """Validate and predict; returns (model, outputs, warning texts)."""
-        loaded = current_model()
+    def check_contract(loaded: Any, records: list[dict[str, Any]]) -> list[str]:
+        """Refuse records that break the run's input contract (422); the warning texts."""
         warnings: list[str] = []
         if loaded.contract is not None:
             violations = runtime.source.validate(
@@ -262,6 +291,12 @@ def create_app(
             for v in violations:
                 metrics.warnings.inc((("field", v.field), ("rule", v.rule)))
                 warnings.append(f"instance {v.row}: {v.field}: {v.rule}")
+        return warnings
+
+    async def score(records: list[dict[str, Any]]) -> tuple[Any, list[Any], list[str]]:
+        """Validate and predict; returns (model, outputs, warning texts)."""
+        loaded = current_model()
+        warnings = check_contract(loaded, records)
         if not records:
             return loaded, [], warnings
         try:
@@ -326,29 +361,7 @@ def create_app(
         request_id = uuid.uuid4().hex
         try:
             authorise(request)
-            body = await read_json(request)
-            if not isinstance(body, dict) or "instances" not in body:
-                raise HTTPProblem(
-                    422,
-                    'the body must be an object {"instances": [record, ...]}',
-                    "instances",
-                    "missing",
-                )
-            unknown = sorted(k for k in body if k != "instances")
-            if unknown:
-                raise HTTPProblem(
-                    422,
-                    f"unknown key {unknown[0]!r} in the body",
-                    unknown[0],
-                    "unknown",
-                )
-            records = body["instances"]
-            if isinstance(records, dict):
-                records = [records]
-            if not isinstance(records, list):
-                raise HTTPProblem(
-                    422, "instances must be a list of records", "instances", "type"
-                )
+            records = await read_instances(request)
             check_size(len(records))
             loaded, outputs, warnings = await score(records)
         except HTTPProblem as exc:
@@ -369,6 +382,94 @@ def create_app(
         submit(request_id, loaded, records, outputs, ids, started)
         metrics.predictions.inc((("run", loaded.run),), len(outputs))
         count("/predict", 200, started)
+        return _json_response(answer, 200, headers_for(request_id, warnings))
+
+    explainers: list[Any] = (
+        []
+    )  # one thread for explanations, apart from the model thread
+
+    def explain_pool() -> Any:
+        if not explainers:
+            from concurrent.futures import ThreadPoolExecutor
+
+            explainers.append(
+                ThreadPoolExecutor(1, thread_name_prefix="nb2prod-explain")
+            )
+        return explainers[0]
+
+    def call_explain(loaded: Any, records: list[dict[str, Any]]) -> list[Any]:
+        try:
+            explanations = loaded.explain(records)
+        except Exception as exc:
+            if type(exc).__name__ == "ExplainUnavailable":
+                raise HTTPProblem(501, str(exc), None, "explain-unavailable") from None
+            raise HTTPProblem(
+                500,
+                f"explain of run {loaded.run} failed: {type(exc).__name__}: {exc}",
+                None,
+                "explain",
+            ) from None
+        if len(explanations) != len(records):
+            raise HTTPProblem(
+                500,
+                f"explain of run {loaded.run} returned {len(explanations)} explanations for {len(records)} rows",
+                None,
+                "explain",
+            )
+        return list(explanations)
+
+    @app.post(
+        "/explain",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": schemas["request"]}},
+            }
+        },
+        summary="Explain the predictions of one or many records",
+    )
+    async def explain(request: Request):
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        try:
+            authorise(request)
+            records = await read_instances(request)
+            check_size(len(records))
+            loaded = current_model()
+            warnings = check_contract(loaded, records)
+            if loaded.explain is None:
+                raise HTTPProblem(
+                    501,
+                    f"run {loaded.run} has no explain module (built before nb2prod "
+                    "generated one): rebuild the notebook and train a new run",
+                    None,
+                    "explain-unavailable",
+                )
+            explanations: list[Any] = []
+            if records:
+                future = explain_pool().submit(call_explain, loaded, records)
+                try:
+                    explanations = await asyncio.wait_for(
+                        asyncio.wrap_future(future), config.timeout_s
+                    )
+                except asyncio.TimeoutError:
+                    raise HTTPProblem(
+                        504,
+                        f"explain took longer than {config.timeout_s} s",
+                        None,
+                        "timeout",
+                    ) from None
+        except HTTPProblem as exc:
+            count("/explain", exc.status, started, exc.rule)
+            return _problem(exc, {"x-request-id": request_id})
+        answer = {
+            "explanations": _finite(explanations),
+            "run": loaded.run,
+            "alias": loaded.alias,
+            "model_sha256": loaded.model_sha256,
+            "request_id": request_id,
+        }
+        count("/explain", 200, started)
         return _json_response(answer, 200, headers_for(request_id, warnings))
 
     @app.get("/healthz", summary="The process is alive")
