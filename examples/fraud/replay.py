@@ -583,13 +583,16 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def top_reasons(explained: Any) -> list[str]:
-    """The three features with the largest contributions in the first explanation, "name (+0.12)"."""
+    """The first explanation's top three reasons: the explain cell's `reasons`, else the three
+    largest contributions, "name (+0.12)"."""
     if not isinstance(explained, dict):
         return []
     items = explained.get("explanations") or explained.get("predictions") or []
     if not items:
         return []
     first = items[0]
+    if isinstance(first, dict) and isinstance(first.get("reasons"), list) and first["reasons"]:
+        return [str(r) for r in first["reasons"][:3]]  # the explain cell's own top three reasons
     contributions = first.get("contributions", first) if isinstance(first, dict) else {}
     if isinstance(contributions, list):  # [{"feature", "contribution"}, ...]
         contributions = {c.get("feature"): c.get("contribution") for c in contributions if isinstance(c, dict)}

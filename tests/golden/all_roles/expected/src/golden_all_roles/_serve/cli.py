@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Sequence
 
+from .drift_window import DEFAULT_ALPHA, DEFAULT_EVERY, DEFAULT_WINDOW
 from .main import ServeError, ServeOptions, serve
 
 
@@ -75,6 +76,27 @@ def parser(program: str) -> argparse.ArgumentParser:
     p.add_argument("--model-name", default=program, help="name on the v2 routes")
     p.add_argument("--wait", action="store_true", help="start before the target exists")
     p.add_argument(
+        "--no-drift", action="store_true", help="no live drift against the baseline"
+    )
+    p.add_argument(
+        "--drift-window", type=int, default=DEFAULT_WINDOW, help="rows in the window"
+    )
+    p.add_argument(
+        "--drift-alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        help="corrected p-value below which a column drifts",
+    )
+    p.add_argument(
+        "--drift-every", type=int, default=DEFAULT_EVERY, help="rows between checks"
+    )
+    p.add_argument(
+        "--drift-webhook",
+        default=None,
+        metavar="URL",
+        help="POST the drift alarm's changes here",
+    )
+    p.add_argument(
         "--feedback-window", type=int, default=1000, help="labels in live metrics"
     )
     p.add_argument(
@@ -119,6 +141,11 @@ def serve_main(
         wait=args.wait,
         title=f"{program} model server",
         version=version,
+        drift=not args.no_drift,
+        drift_window=args.drift_window,
+        drift_alpha=args.drift_alpha,
+        drift_every=args.drift_every,
+        drift_webhook=args.drift_webhook,
         feedback_window=max(args.feedback_window, 1),
         feedback_min_labels=max(args.feedback_min_labels, 1),
         decision_threshold=args.decision_threshold,

@@ -20,7 +20,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from .feedback import DEFAULT_MEMORY, DEFAULT_MIN_LABELS, DEFAULT_THRESHOLD, DEFAULT_WINDOW, LiveMonitor
+from .drift_window import (
+    DEFAULT_ALPHA,
+    DEFAULT_EVERY,
+    DEFAULT_WINDOW,
+    DriftMonitor,
+    check_webhook,
+)
+from .feedback import DEFAULT_MEMORY, DEFAULT_MIN_LABELS, DEFAULT_THRESHOLD, LiveMonitor
+from .feedback import DEFAULT_WINDOW as FEEDBACK_WINDOW
 from .metrics import Metrics
 from .model import ModelRuntime
 from .predlog import DEFAULT_MAX_BYTES, BackgroundWriter, PredictionLog
@@ -50,13 +58,20 @@ class ServeOptions:
     wait: bool = False
     title: str = "nb2prod model server"
     version: str = ""
-    feedback_window: int = DEFAULT_WINDOW  # labelled predictions the live metrics cover
+    feedback_window: int = (
+        FEEDBACK_WINDOW  # labelled predictions the live metrics cover
+    )
     feedback_min_labels: int = (
         DEFAULT_MIN_LABELS  # labels needed before gates are judged
     )
     feedback_memory: int = DEFAULT_MEMORY  # predictions remembered for joining labels
     decision_threshold: float = DEFAULT_THRESHOLD  # binary scores >= this are class 1
     extra: dict[str, Any] = field(default_factory=dict)
+    drift: bool = True  # live drift of the window against the run's baseline
+    drift_window: int = DEFAULT_WINDOW
+    drift_alpha: float = DEFAULT_ALPHA
+    drift_every: int = DEFAULT_EVERY
+    drift_webhook: str | None = None
 
 
 class ServeError(Exception):
@@ -89,6 +104,33 @@ def token_from(options: ServeOptions) -> str | None:
     return token
 
 
+def option_monitors(options: ServeOptions) -> list[Any]:
+    """The monitors `options` ask for (live drift unless `drift` is off)."""
+    if not options.drift:
+        return []
+    if options.drift_window < 1 or options.drift_every < 1:
+        raise ServeError(
+            f"--drift-window {options.drift_window} / --drift-every "
+            f"{options.drift_every}: both must be at least 1 row"
+        )
+    if not 0.0 < options.drift_alpha < 1.0:
+        raise ServeError(
+            f"--drift-alpha {options.drift_alpha}: expected a probability between 0 and 1"
+        )
+    try:
+        check_webhook(options.drift_webhook)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+    return [
+        DriftMonitor(
+            options.drift_window,
+            options.drift_alpha,
+            options.drift_every,
+            options.drift_webhook,
+        )
+    ]
+
+
 def make_source(spec: dict[str, Any]) -> Any:
     module_name, _, function = str(spec["factory"]).partition(":")
     factory = getattr(importlib.import_module(module_name), function)
@@ -114,7 +156,7 @@ def build_app(
     `routers()` (FastAPI routers it adds, may be empty)."""
     from .app import ServeConfig, create_app
 
-    monitors = list(monitors)
+    monitors = [*option_monitors(options), *monitors]
     if not any(m.name == LiveMonitor.name for m in monitors):
         monitors.append(LiveMonitor.from_options(options, token_from(options)))
     observers = [*observers, *(m.observe for m in monitors)]
@@ -196,6 +238,7 @@ def serve(source_spec: dict[str, Any], options: ServeOptions = ServeOptions()) -
         ) from None
     setup_logging()
     token_from(options)  # refuse a missing token before anything starts
+    option_monitors(options)  # and a webhook that is not an http(s) URL
     source = make_source(source_spec)
     if not options.wait:
         try:
