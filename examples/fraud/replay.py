@@ -494,9 +494,25 @@ def run_story(
         ],
     )
 
+    # what an operator sees: nb2prod monitor against the running server
+    shown = nb2prod("monitor", "production", "--url", client.base, "--store", str(store), "--format", "json", cwd=work)
+    try:
+        summary = json.loads(shown.stdout)
+    except ValueError:
+        summary = {}
+    seen = sorted({a.get("name") for a in summary.get("alarms") or [] if isinstance(a, dict)})
+    timeline.add(
+        "nb2prod monitor",
+        {"exit": shown.returncode, "alarms": seen},
+        [
+            ("nb2prod monitor exits 1 (alarms firing)", shown.returncode == 1),
+            ("it shows both alarms", {"drift", "live-gate"} <= set(seen)),
+        ],
+    )
+
     # 8. why was this one flagged?
     flagged = next((i for i, r in enumerate(shifted) if r["score"] is not None and r["score"] >= 0.5), 0)
-    row = wave[RAW].iloc[flagged].to_dict()
+    row = wave[RAW].iloc[[flagged]].to_dict(orient="records")[0]  # ints stay ints
     status, explained, _ = client.call("POST", "/explain", {"instances": [_plain(row)]})
     reasons = top_reasons(explained)
     timeline.add(

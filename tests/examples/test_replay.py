@@ -20,6 +20,7 @@ STEPS = [
     "fraud wave: drift alarm",
     "offline drift of the log",
     "labels: live recall falls",
+    "nb2prod monitor",
     "explain one flag",
     "retrain v2 on recent data",
     "promote v2 (hot reload)",
@@ -111,6 +112,11 @@ def test_labels_bring_live_recall_below_its_gate(timeline: dict) -> None:
     assert "live-gate" in labels["alarms"] and labels["nb2prod_live_gate_failing"] == 1.0
     wave = _step(timeline, "fraud wave: drift alarm")
     assert wave["v1_recall_on_wave"] < labels["gate"]  # the client's own count agrees
+
+
+def test_nb2prod_monitor_shows_both_alarms(timeline: dict) -> None:
+    shown = _step(timeline, "nb2prod monitor")
+    assert shown["exit"] == 1 and {"drift", "live-gate"} <= set(shown["alarms"])
 
 
 def test_one_flag_is_explained_by_three_features(timeline: dict) -> None:
