@@ -523,9 +523,9 @@ def run_story(
 
     # 9. retrain v2 on the recent labelled traffic: the prediction log joined with the labels the
     # server kept beside it (library readers), written as the notebook's recent_transactions CSV
-    from nb2prod.serve import read_feedback, read_prediction_log
-
     import pandas as pd
+
+    from nb2prod.serve import read_feedback, read_prediction_log
 
     labels = {r["id"]: r["label"] for r in read_feedback(log_dir)}
     rows = [{**r["inputs"], label: int(labels[r["id"]])} for r in read_prediction_log(log_dir) if r.get("id") in labels]
