@@ -239,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evidently-replications", type=int, default=20, help="of those, how many Evidently runs")
     parser.add_argument("--trees", type=int, default=20, help="n_estimators of the trained fraud model")
     parser.add_argument("--out", default=str(DOC), help="docs file for the benchmark section, or - to print only")
+    parser.add_argument("--from-json", type=Path, default=None, help="render a saved result, measure nothing")
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        return write(json.loads(args.from_json.read_text()), args.out)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     evidently_sizes = [int(s) for s in args.evidently_sizes.split(",") if s]
     window_sizes = [int(s) for s in args.windows.split(",") if s]
@@ -326,16 +329,22 @@ def main(argv: list[str] | None = None) -> int:
         "spec": spec,
     }
     (CACHE / "drift-bench-last.json").write_text(json.dumps(result, indent=1, default=str))
+    return write(result, args.out)
+
+
+def write(result: dict, out: str) -> int:
+    for key in ("rates_nb2prod", "rates_nb2prod_same", "rates_evidently"):  # JSON keys are strings
+        result[key] = {int(size): row for size, row in result[key].items()}
     section = render(result)
     monitoring = render_monitoring(result)
     print(section)
-    if args.out != "-":
+    if out != "-":
         sys.path.insert(0, str(REPO / "benchmarks"))
         from docs_section import replace_section
 
-        replace_section(Path(args.out), HEADING, section)
+        replace_section(Path(out), HEADING, section)
         replace_section(MONITORING_DOC, MONITORING_HEADING, monitoring)
-        print(f"wrote {args.out} and {MONITORING_DOC}")
+        print(f"wrote {out} and {MONITORING_DOC}")
     return 0 if targets_met(result) else 1
 
 
@@ -411,10 +420,23 @@ def render(result: dict) -> str:
         lines.append(f"- {rows:,} rows: nb2prod's library call is {ratio:,.0f}x Evidently's speed.")
     lines += ["", *render_rates(result), ""]
     verdict = "met" if targets_met(result) else "missed"
-    lines.append(
+    files = speedups(result)
+    windows = window_speedups(result)
+    good = rates_as_good(result)
+    lines += [
         f"Target (at least 100x Evidently's speed on the same data, rates at least as good on the same windows): "
-        f"**{verdict}**."
-    )
+        f"**{verdict}**:",
+        "",
+        f"- per window against the precomputed baseline: {', '.join(f'{x:,.0f}x' for x in windows.values())} "
+        f"({'met' if all(x >= 100 for x in windows.values()) else 'missed'});",
+        f"- whole files: {', '.join(f'{x:,.0f}x' for x in files.values())} "
+        f"({'met' if all(x >= 100 for x in files.values()) else 'missed'}): both are linear in the rows there, "
+        "and nb2prod's call also verifies the whole run folder (hashes) before it reads the data;",
+        "- rates (false alarms no higher and detection no lower than Evidently's, per window size): "
+        + ", ".join(f"{size:,} rows {'met' if ok else 'missed'}" for size, ok in good.items())
+        + ". Evidently's higher detection comes with its false alarms: a rule that flags unshifted windows "
+        "that often also flags shifted ones.",
+    ]
     return "\n".join(lines) + "\n"
 
 
