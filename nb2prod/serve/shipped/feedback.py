@@ -407,7 +407,14 @@ def label_models() -> Any:
     """The request body as types: one {"id", "label"} or a list of them."""
     from typing import List, Union
 
-    from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
+    from pydantic import (
+        BaseModel,
+        ConfigDict,
+        StrictBool,
+        StrictFloat,
+        StrictInt,
+        StrictStr,
+    )
 
     class Label(BaseModel):
         model_config = ConfigDict(extra="forbid")
