@@ -132,6 +132,7 @@ max_depth = 8  # maximum depth of each tree
 seed = 42  # random seed for the data, the split and the model
 min_recall = 0.5  # quality gate: recall on the held-out set
 min_precision = 0.3  # quality gate: precision on the held-out set
+recent_transactions = ""  # optional CSV of recent labelled transactions (raw columns and is_fraud) added to the data
 """,
         "parameters",
     ),
@@ -254,6 +255,9 @@ features.groupby(df[LABEL]).mean().T
 from sklearn.model_selection import train_test_split
 
 transactions = make_transactions(n_transactions, fraud_rate, seed)
+if recent_transactions:  # retraining on what production saw: labelled rows of the same columns
+    recent = pd.read_csv(recent_transactions)[RAW_COLUMNS + [LABEL]]
+    transactions = pd.concat([transactions, recent], ignore_index=True)
 train_df, test_df = train_test_split(
     transactions,
     test_size=test_size,

@@ -101,9 +101,10 @@ class _Counter:
         bad = int((~np.isfinite(values)).sum())
         self.missing += bad
         values = values[np.isfinite(values)]
-        counts = np.bincount(
-            np.searchsorted(self.profile.edges, values, side="left"), minlength=len(self.profile.edges) + 1
-        )
+        # values in (-inf, e0], (e0, e1], ..., (e_last, inf): binary searches of the edges in the sorted
+        # values (a sort and 99 searches beat 99-edge searches for every value, about 3x)
+        at_or_below = np.searchsorted(np.sort(values), np.asarray(self.profile.edges, dtype=float), side="right")
+        counts = np.diff(np.concatenate(([0], at_or_below, [len(values)])))
         if not self.interval_counts:
             self.interval_counts = [0] * (len(self.profile.edges) + 1)
         for i, c in enumerate(counts.tolist()):
@@ -167,8 +168,25 @@ def _decile_groups(counts: tuple[int, ...]) -> list[int]:
     return groups
 
 
+def _chi2_homogeneity(base: list[int], cur: list[int]) -> tuple[float, float]:
+    """Pearson's chi-squared test of homogeneity of two count vectors (no continuity correction):
+    scipy.stats.chi2_contingency's statistic and p-value, from scipy.special, which imports in a
+    fraction of scipy.stats's time."""
+    from scipy import special
+
+    n_base, n_cur = sum(base), sum(cur)
+    total = n_base + n_cur
+    statistic = 0.0
+    for b, c in zip(base, cur):
+        column = b + c
+        for observed, row in ((b, n_base), (c, n_cur)):
+            expected = row * column / total
+            statistic += (observed - expected) ** 2 / expected
+    return statistic, float(special.chdtrc(len(base) - 1, statistic))
+
+
 def _compare(counter: _Counter, tests: int, alpha: float, psi_threshold: float | None) -> ColumnDrift:
-    from scipy import stats
+    from scipy import special
 
     profile = counter.profile
     n_base = profile.count - profile.missing
@@ -181,8 +199,7 @@ def _compare(counter: _Counter, tests: int, alpha: float, psi_threshold: float |
         psi = _psi([b / n_base for b in base], [c / n_cur for c in cur]) if n_base else None
         test = "chi2"
         if len(keys) > 1 and n_base:
-            statistic, p_value, _, _ = stats.chi2_contingency([base, cur], correction=False)
-            statistic, p_value = float(statistic), float(p_value)
+            statistic, p_value = _chi2_homogeneity(base, cur)
         labels = tuple(keys)
         base_bins = tuple(b / n_base if n_base else 0.0 for b in base)
         cur_bins = tuple(c / n_cur for c in cur)
@@ -206,7 +223,7 @@ def _compare(counter: _Counter, tests: int, alpha: float, psi_threshold: float |
             d = max(d, abs(cum_b - cum_c))
         statistic = d
         effective = n_base * n_cur / (n_base + n_cur)
-        p_value = float(stats.kstwobign.sf(d * math.sqrt(effective)))
+        p_value = float(special.kolmogorov(d * math.sqrt(effective)))  # = scipy.stats.kstwobign.sf
         labels = tuple(_decile_label(profile, groups, g) for g in used)
     else:
         test, psi, base_bins, cur_bins, labels = "none", None, (), (), ()

@@ -44,3 +44,31 @@ def transactions(fraud_run: dict[str, Path | str]):
         return make_transactions(n, fraud_rate, seed)[RAW_COLUMNS]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def churn_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """The churn example (`#|` directives, logistic regression) trained at its defaults."""
+    root = tmp_path_factory.mktemp("monitor-churn")
+    notebook = root / "churn.ipynb"
+    notebook.write_bytes((REPO / "examples" / "churn" / "churn.ipynb").read_bytes())
+    store = root / "runs"
+    trained = cli("train", str(notebook), "--engine", "python", "--store", str(store))
+    assert trained.returncode == 0, trained.stderr
+    (run_id,) = [p.name for p in store.iterdir() if p.name[0].isdigit()]
+    return {"root": root, "store": store, "run": run_id, "src": root / "build" / "churn" / "src"}
+
+
+@pytest.fixture(scope="session")
+def customers(churn_run: dict[str, Path | str]):
+    """`make_customers(n, seed)` of the built churn package (the notebook's generator), raw columns."""
+    sys.path.insert(0, str(churn_run["src"]))
+    try:
+        from churn.core import make_customers
+    finally:
+        sys.path.remove(str(churn_run["src"]))
+
+    def make(n: int, seed: int):
+        return make_customers(n, seed)
+
+    return make
