@@ -168,6 +168,38 @@ def _decile_groups(counts: tuple[int, ...]) -> list[int]:
     return groups
 
 
+MIN_EXPECTED = 5.0
+
+
+def _pool_rare(base: list[int], current: list[int]) -> tuple[list[int], list[int]]:
+    """Pool the categories whose expected count in the current sample is under 5 (Cochran's
+    rule; the chi-squared approximation fails on them: a category seen 6 times in 5,000
+    training rows, met once in a 100-row window, alone gave a p-value near 0.001) into one
+    cell, growing it with the next rarest until its own expectation reaches 5; returns the
+    two count vectors over the cells kept and the pool (last). The server's live window
+    (serve/shipped/drift_window.py, standard library only) pools the same way."""
+    n_base, n_current = sum(base), sum(current)
+    total = n_base + n_current
+    if not n_base or not n_current:
+        return base, current
+    expected = [n_current * (b + c) / total for b, c in zip(base, current)]
+    order = sorted(range(len(base)), key=lambda i: (expected[i], i))
+    pooled: list[int] = []
+    pooled_expected = 0.0
+    for i in order:
+        if expected[i] >= MIN_EXPECTED and (not pooled or pooled_expected >= MIN_EXPECTED):
+            break
+        pooled.append(i)
+        pooled_expected += expected[i]
+    if len(pooled) < 2:
+        return base, current
+    kept = [i for i in range(len(base)) if i not in set(pooled)]
+    return (
+        [base[i] for i in kept] + [sum(base[i] for i in pooled)],
+        [current[i] for i in kept] + [sum(current[i] for i in pooled)],
+    )
+
+
 def _chi2_homogeneity(base: list[int], cur: list[int]) -> tuple[float, float]:
     """Pearson's chi-squared test of homogeneity of two count vectors (no continuity correction):
     scipy.stats.chi2_contingency's statistic and p-value, from scipy.special, which imports in a
@@ -198,8 +230,9 @@ def _compare(counter: _Counter, tests: int, alpha: float, psi_threshold: float |
         cur = [counter.categories.get(k, 0) for k in keys]
         psi = _psi([b / n_base for b in base], [c / n_cur for c in cur]) if n_base else None
         test = "chi2"
-        if len(keys) > 1 and n_base:
-            statistic, p_value = _chi2_homogeneity(base, cur)
+        pooled_base, pooled_cur = _pool_rare(base, cur)
+        if len(pooled_base) > 1 and n_base:
+            statistic, p_value = _chi2_homogeneity(pooled_base, pooled_cur)
         labels = tuple(keys)
         base_bins = tuple(b / n_base if n_base else 0.0 for b in base)
         cur_bins = tuple(c / n_cur for c in cur)

@@ -49,3 +49,45 @@ def test_interval_counts_match_a_per_value_search(seed: int) -> None:
     )
     assert counter.interval_counts == expected.tolist()
     assert counter.n == len(values) and counter.missing == 2
+
+
+def _false_alarm_rate(pool: bool, windows: int = 2000, rows: int = 100, alpha: float = 0.001) -> float:
+    """Share of windows drawn from the baseline's own frequencies that the chi-squared test flags."""
+    from nb2prod.monitor.drift import _pool_rare
+
+    base = [3600, 1100, 230, 50, 14, 5, 1]  # a Poisson-like count column: rare high values
+    rng = np.random.default_rng(7)
+    shares = np.array(base) / sum(base)
+    alarms = 0
+    for _ in range(windows):
+        cur = rng.multinomial(rows, shares).tolist()
+        b, c = _pool_rare(base, cur) if pool else (base, cur)
+        alarms += _chi2_homogeneity(b, c)[1] < alpha
+    return alarms / windows
+
+
+def test_rare_categories_are_pooled_so_unshifted_windows_rarely_alarm() -> None:
+    unpooled, pooled = _false_alarm_rate(pool=False), _false_alarm_rate(pool=True)
+    assert unpooled > 0.01  # 2.1% here, 21 times the nominal 0.1%: the rare values decide the test
+    assert pooled <= 0.005  # 0.15% here, near the nominal 0.1%
+
+
+def test_pooling_keeps_a_new_frequent_category_and_a_real_shift_visible() -> None:
+    from nb2prod.monitor.drift import _pool_rare
+
+    base, cur = _pool_rare([3600, 1100, 230, 50, 14, 5, 1, 0], [40, 10, 2, 0, 0, 0, 0, 48])
+    assert _chi2_homogeneity(base, cur)[1] < 1e-10
+    base, cur = _pool_rare([3600, 1100, 230, 50, 14, 5, 1], [20, 40, 30, 10, 0, 0, 0])
+    assert _chi2_homogeneity(base, cur)[1] < 1e-10
+
+
+def test_the_server_pools_as_nb2prod_drift_does() -> None:
+    from nb2prod.monitor.drift import _pool_rare
+    from nb2prod.serve.shipped.drift_window import pool_rare
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        k = int(rng.integers(2, 12))
+        base = rng.integers(0, 400, k).tolist()
+        cur = rng.integers(0, 30, k).tolist()
+        assert pool_rare(base, cur) == _pool_rare(base, cur)
