@@ -80,12 +80,18 @@ def start(address: str | None, workers: int | None) -> DaskEngine:
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {address} ({exc}).") from None
         return DaskEngine(client, None, address)
-    cluster = LocalCluster(
-        n_workers=workers or os.cpu_count() or 2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    import dask
+
+    # Dask's statistical profiler samples each worker's running task every 10 ms; on scoring
+    # chunks it cost a sixth of the workers' CPU here (3M rows, 2 workers: 17.4 -> 14.6 s each).
+    # The workers of this cluster start with it off (the nanny hands them this config).
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     return DaskEngine(Client(cluster), cluster, None)
