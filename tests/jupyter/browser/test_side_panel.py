@@ -80,7 +80,7 @@ def test_train_twice_compare_promote_and_roll_back(page, lab: Lab, artifacts: Pa
     shutil.copy(FRAUD, target)
     open_with_panel(page, lab, "fraud/fraud_detection.ipynb", "panel-fraud")
     expect(page.locator(f"{SIDE} .jp-nb2prod-build-state")).to_have_attribute("data-state", "stale")
-    expect(page.locator(f"{SIDE} .jp-nb2prod-param")).to_have_count(8)
+    expect(page.locator(f"{SIDE} .jp-nb2prod-param")).to_have_count(9)  # recent_transactions is the ninth
     help_text = page.locator(f"{SIDE} .jp-nb2prod-param[data-param='n_transactions'] .jp-nb2prod-param-help")
     expect(help_text).to_have_text("number of synthetic transactions")
 
