@@ -140,7 +140,11 @@ def output_lock(output: Path) -> Iterator[None]:
 
     output = Path(os.path.abspath(output))
     output.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_path(output), is_singleton=True):
+    path = lock_path(output)
+    # filelock waits forever on a lock file it cannot create (it takes that for "held"): a folder
+    # nobody may write in is refused here, with the OSError the caller reports for the output
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+    with FileLock(path, is_singleton=True):
         yield
 
 
